@@ -1,0 +1,119 @@
+"""`python -m harness [overrides]`: one run; `python -m harness -m [sweep overrides]`: a sweep.
+
+The work is `run_job(cfg)`; the Hydra entry point is a thin wrapper around it. Before Hydra
+starts, the command line's config-group choices are checked against conf/, so a typo such as
+`loss=nosuchloss` is one line naming the group, the value and the options, not a traceback.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+PARENT_ENV, SWEEP_ENV = "LOSSBENCH_PARENT_RUN_ID", "LOSSBENCH_SWEEP_ID"
+
+
+def new_sweep_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def group_options(group: str) -> list[str]:
+    d = CONF / group
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def precheck(argv: list[str]) -> None:
+    """Unknown config-group options on the command line -> ConfigError."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    lines = [a for a in argv if "=" in a and not a.startswith("-") and not a.startswith("hydra")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(lines)
+    except Exception:
+        return  # Hydra reports syntax errors itself
+    for o in parsed:
+        group = o.key_or_group
+        if o.package is not None or not (CONF / group).is_dir() or o.is_delete():
+            continue
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        allowed = group_options(group)
+        for v in values:
+            if v not in allowed:
+                raise ConfigError(group, v, allowed)
+
+
+def plain_config(cfg) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    d = OmegaConf.to_container(cfg, resolve=True)
+    d.pop("hydra", None)
+    return d  # type: ignore[return-value]
+
+
+def task_overrides() -> tuple[str, ...]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return tuple(HydraConfig.get().overrides.task)
+    except Exception:
+        return ()
+
+
+_trackers: dict[tuple[str, str], Any] = {}
+
+
+def tracker_for(spec):
+    """One Tracker per (uri, experiment) per process (jobs of an in-process launcher share it)."""
+    from harness.tracking import Tracker
+
+    key = (spec.tracking["uri"], spec.tracking["experiment"])
+    if key not in _trackers:
+        _trackers[key] = Tracker(*key)
+    return _trackers[key]
+
+
+def run_job(cfg, overrides: tuple[str, ...] = ()) -> dict[str, float]:
+    """One job: validate, train a stack of one, write it to MLflow. Returns its final metrics."""
+    from harness.spec import build_spec
+
+    try:
+        spec = build_spec(cfg if isinstance(cfg, dict) else plain_config(cfg), overrides or task_overrides())
+    except ConfigError as e:
+        print(e.line(), file=sys.stderr)
+        sys.exit(2)
+    from harness.engine import train
+
+    (result,) = train([spec])
+    tracker = tracker_for(spec)
+    parent = os.environ.get(PARENT_ENV) or None
+    sweep_id = os.environ.get(SWEEP_ENV) or new_sweep_id()
+    (run_id,) = tracker.write([result], parent, sweep_id)
+    f = result.final
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in f.items() if k.startswith("test/"))
+    print(f"[{result.status}] {spec.loss['name']} on {spec.dataset['name']}: {shown}  (run {run_id})")
+    return {**f, "status": result.status, "run_id": run_id}
+
+
+def main() -> None:
+    if not CONF.is_dir():
+        print(f"error: conf/ not found at {CONF}; install lossbench from its checkout with pip install -e .", file=sys.stderr)
+        sys.exit(2)
+    try:
+        precheck(sys.argv[1:])
+    except ConfigError as e:
+        print(e.line(), file=sys.stderr)
+        sys.exit(2)
+    import hydra
+
+    @hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
+    def _hydra_main(cfg):
+        return run_job(cfg)
+
+    _hydra_main()

@@ -1,0 +1,100 @@
+"""From a dataset's `Table` to the arrays a run trains on.
+
+1. split: a held-out test split (stratified for classes) when the table has none, from the seed;
+2. outliers: into the training split only (outliers.py);
+3. scaling, fitted on the (dirty) training split: features are centred by their median and
+   divided by IQR / 1.349, the robust analogue of a standard deviation, so outliers in the
+   training split do not squash the clean data; a regression target is scaled the same way and
+   metrics are reported back in its original units. `dataset.standardize=false` turns it off.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from harness.data.base import Table, rng
+from harness.data.outliers import inject
+
+
+@dataclass
+class Prepared:
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    task: str
+    n_classes: int | None
+    x_center: np.ndarray
+    x_scale: np.ndarray
+    y_center: float = 0.0
+    y_scale: float = 1.0
+    w_true: np.ndarray | None = None
+    b_true: float | None = None
+    outlier_mask: np.ndarray | None = None
+    name: str = ""
+    source: str = ""
+    digest: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    extra_test: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return self.X_train.shape[1]
+
+
+def robust_scale(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median and IQR/1.349 per column; falls back to the sd, then 1, where a column is flat."""
+    center = np.median(a, axis=0)
+    q75, q25 = np.percentile(a, [75, 25], axis=0)
+    scale = (q75 - q25) / 1.349
+    sd = a.std(axis=0)
+    scale = np.where(scale > 1e-12, scale, np.where(sd > 1e-12, sd, 1.0))
+    return center, scale
+
+
+def split(table: Table, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict, dict]:
+    if table.X_test is not None:
+        return table.X, table.y, table.X_test, table.y_test, table.extra, table.extra_test
+    from sklearn.model_selection import train_test_split
+
+    n = len(table.y)
+    idx = np.arange(n)
+    stratify = table.y if table.task in ("binary", "multiclass") else None
+    r = int(rng(seed, "split").integers(2**31 - 1))
+    try:
+        tr, te = train_test_split(idx, test_size=test_size, random_state=r, stratify=stratify)
+    except ValueError:  # a class too rare to stratify: fall back to a plain random split
+        tr, te = train_test_split(idx, test_size=test_size, random_state=r)
+    tr, te = np.sort(tr), np.sort(te)
+    pick = lambda d, i: {k: (v[i] if isinstance(v, np.ndarray) and len(v) == n else v) for k, v in d.items()}
+    return table.X[tr], table.y[tr], table.X[te], table.y[te], pick(table.extra, tr), pick(table.extra, te)
+
+
+def prepare(table: Table, *, name: str, section: dict[str, Any], seed: int,
+            outliers: tuple[str, float, float | None]) -> Prepared:
+    X, y, Xt, yt, extra, extra_test = split(table, section["test_size"], seed)
+    kind, ratio, scale = outliers
+    X, y, mask = inject(X, y, kind, ratio, scale, rng(seed, "outliers"), table.n_classes)
+    d = X.shape[1]
+    xc, xs = np.zeros(d), np.ones(d)
+    yc, ys = 0.0, 1.0
+    if section["standardize"]:
+        xc, xs = robust_scale(X)
+        if table.task == "regression":
+            c, s = robust_scale(y[:, None])
+            yc, ys = float(c[0]), float(s[0])
+    f = lambda a: ((a - xc) / xs).astype(np.float64)
+    if table.task == "regression":
+        y, yt = (y - yc) / ys, (yt - yc) / ys
+    key = json.dumps([name, section, seed, list(outliers)], sort_keys=True, default=str)
+    return Prepared(
+        X_train=f(X), y_train=y, X_test=f(Xt), y_test=yt, task=table.task, n_classes=table.n_classes,
+        x_center=xc, x_scale=xs, y_center=yc, y_scale=ys, w_true=table.w_true, b_true=table.b_true,
+        outlier_mask=mask, name=name, source=table.source,
+        digest=hashlib.sha1(key.encode()).hexdigest()[:16], extra=extra, extra_test=extra_test,
+    )

@@ -1,0 +1,226 @@
+"""The engine: `train(specs) -> [RunResult]` trains a stack of runs as one batched program.
+
+A stack is laid out as U data groups x K runs per group (groups share training data, seed and
+minibatch order; a group with fewer than K runs is padded with copies whose results are
+dropped). Every parameter carries the [U, K] axes; per-run numbers (learning rate,
+regularization weights, loss parameters) are [U, K] tensors. One step:
+
+    out  = model(params, X)                      [U, K, n, o]
+    loss = loss_fn(out, y, loss_params)          [U, K]   mean data loss per run
+    obj  = loss + l1 * |W|_1 + l2 * |W|_2^2      [U, K]
+    grad = d(sum of obj over live runs)/d params   (each run's own gradient: runs share nothing)
+    params <- optimizer step, for live runs only
+
+A run whose objective turns NaN/inf, or exceeds divergence_factor x max(initial loss, 1), stops:
+its parameters freeze, it is recorded as diverged with its curve up to that point, and its
+neighbours go on. Curves are kept on the device and copied out once, at the end, so a GPU
+never waits on the host inside the loop. A single run is a stack of one: same code path.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from harness import metrics as M
+from harness.data import Prepared, load
+from harness.data.base import rng
+from harness.losses import LOSSES, Batch
+from harness.models import MODELS
+from harness.optim import OPTIMIZERS
+from harness.spec import RunSpec, resolve_device
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    status: str                                   # "converged" | "diverged"
+    diverged_step: int | None
+    curves: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (steps, values)
+    final: dict[str, float]
+    seconds: float                                # this run's share of the stack's training time
+    device: str
+    data: Prepared | None = field(default=None, repr=False)
+
+
+@dataclass
+class Layout:
+    """Which run sits in which (group, slot); padding slots repeat the group's first run."""
+
+    groups: list[list[int]]   # run indices per group
+    U: int
+    K: int
+    run_at: np.ndarray        # [U, K] run index in each slot
+    real: np.ndarray          # [U, K] bool, False for padding
+
+    @classmethod
+    def of(cls, specs: Sequence[RunSpec]) -> "Layout":
+        by_key: dict[tuple, list[int]] = defaultdict(list)
+        for i, s in enumerate(specs):
+            by_key[s.group_key()].append(i)
+        groups = list(by_key.values())
+        U, K = len(groups), max(len(g) for g in groups)
+        run_at = np.array([g + [g[0]] * (K - len(g)) for g in groups])
+        real = np.array([[k < len(g) for k in range(K)] for g in groups])
+        return cls(groups, U, K, run_at, real)
+
+
+def out_dim(spec: RunSpec, data: Prepared) -> int:
+    head = LOSSES.get(spec.loss["name"]).head
+    return {"value": 1, "logit": 1}.get(head) or (data.n_classes or 1)
+
+
+def _per_run(specs, layout, fn, device, dtype) -> torch.Tensor:
+    vals = np.array([[fn(specs[i]) for i in row] for row in layout.run_at], dtype=np.float64)
+    return torch.tensor(vals, dtype=dtype, device=device)
+
+
+def _batches(layout: Layout, specs, n: int, steps: int, batch_size: int | None) -> torch.Tensor | None:
+    """Minibatch row indices [U, steps, b]: shuffled epochs from each group's seed; None = full batch."""
+    if batch_size is None or batch_size >= n:
+        return None
+    per_epoch = n // batch_size
+    out = []
+    for g in layout.groups:
+        r = rng(specs[g[0]].seed, "batches")
+        rows = [r.permutation(n)[: per_epoch * batch_size].reshape(per_epoch, batch_size)
+                for _ in range(-(-steps // per_epoch))]
+        out.append(np.concatenate(rows)[:steps])
+    return torch.from_numpy(np.stack(out))
+
+
+def train(specs: Sequence[RunSpec]) -> list[RunResult]:
+    """Trains runs that share a stack key as one batched program; returns one result per spec,
+    in order."""
+    specs = list(specs)
+    first = specs[0]
+    assert all(s.stack_key() == first.stack_key() for s in specs), "train() needs runs of one stack"
+    device = torch.device(resolve_device(first.device))
+    dtype = DTYPES[first.train["dtype"]]
+    steps, eval_every, log_every = first.train["steps"], first.train["eval_every"], first.train["log_every"]
+    layout = Layout.of(specs)
+    U, K = layout.U, layout.K
+
+    datas = [load(specs[g[0]].dataset, specs[g[0]].seed, specs[g[0]].outlier_tuple()) for g in layout.groups]
+    t = lambda a, dt=dtype: torch.as_tensor(np.stack(a), device=device, dtype=dt)
+    ydt = dtype if first.task in ("regression", "binary", "distribution", "density") else torch.long
+    X, Xte = t([d.X_train for d in datas]), t([d.X_test for d in datas])
+    y, yte = t([d.y_train for d in datas], ydt)[:, None], t([d.y_test for d in datas], ydt)[:, None]
+    ev = M.EvalData(Xte, yte, t([[[d.y_center]] for d in datas]), t([[[d.y_scale]] for d in datas]))
+    n = X.shape[1]
+
+    loss_cls = LOSSES.get(first.loss["name"])
+    loss_fn = loss_cls(loss_cls.options_of(first.loss))
+    squeeze = loss_cls.head in ("value", "logit")
+    lparams = {k: _per_run(specs, layout, lambda s, k=k: s.loss[k], device, dtype)[..., None] for k in loss_cls.stacked}
+    model = MODELS.get(first.model["name"])(first.model, X.shape[-1], out_dim(first, datas[0]))
+    seeds = np.vectorize(lambda i: specs[i].seed)(layout.run_at)
+    params = model.init(seeds, device, dtype)
+    opt = OPTIMIZERS.get(first.optimizer["name"])(first.optimizer)
+    lr = _per_run(specs, layout, lambda s: s.optimizer["lr"], device, dtype)
+    l1 = _per_run(specs, layout, lambda s: s.regularization["weight"] * (s.regularization["kind"] == "l1"), device, dtype)
+    l2 = _per_run(specs, layout, lambda s: s.regularization["weight"] * (s.regularization["kind"] == "l2"), device, dtype)
+    batches = _batches(layout, specs, n, steps, first.train["batch_size"])
+    if batches is not None:
+        batches = batches.to(device)
+    # param_error needs known weights and a model whose weights are those of a linear fit
+    w_true = None
+    if model.name == "linear" and all(d.w_true is not None for d in datas) and first.task == "regression":
+        w_true = t([d.w_true for d in datas])[:, None, :]                      # [U, 1, d]
+        w_unscale = t([d.y_scale / d.x_scale for d in datas])[:, None, :]       # [U, 1, d]
+
+    def forward(p, Xb):
+        out = model.forward(p, Xb)
+        return out[..., 0] if squeeze else out
+
+    def penalty(p):
+        a = sum(p[k].abs().flatten(2).sum(-1) for k in model.penalized)
+        b = sum((p[k] * p[k]).flatten(2).sum(-1) for k in model.penalized)
+        return l1 * a + l2 * b
+
+    log_steps = [s for s in range(steps + 1) if s % log_every == 0 or s == steps]
+    eval_steps = [s for s in range(steps + 1) if s % eval_every == 0 or s == steps]
+    log_pos = {s: i for i, s in enumerate(log_steps)}
+    eval_pos = {s: i for i, s in enumerate(eval_steps)}
+    zeros = lambda m: torch.full((m, U, K), float("nan"), device=device, dtype=dtype)
+    curves = {k: zeros(len(log_steps)) for k in ("train/loss", "train/objective", "train/grad_norm")}
+    evals: dict[str, torch.Tensor] = {}
+    alive = torch.ones(U, K, dtype=torch.bool, device=device)
+    died = torch.full((U, K), steps + 1, dtype=torch.long, device=device)
+    threshold = None
+    names = list(params)
+    ar = torch.arange(U, device=device)[:, None]
+
+    t0 = time.perf_counter()
+    for s in range(steps + 1):
+        if batches is None or s == steps:
+            Xb, yb = X, y
+        else:
+            idx = batches[:, s]                                 # [U, b]
+            Xb, yb = X[ar, idx], y[:, 0][ar, idx][:, None]
+        out = forward(params, Xb)
+        loss = loss_fn(out, Batch(yb), lparams)
+        obj = loss + penalty(params)
+        total = torch.where(alive, obj, torch.zeros_like(obj)).sum()
+        grads = dict(zip(names, torch.autograd.grad(total, [params[k] for k in names])))
+        with torch.no_grad():
+            gnorm = torch.sqrt(sum((g * g).flatten(2).sum(-1) for g in grads.values()))
+            if threshold is None:
+                threshold = first.train["divergence_factor"] * torch.clamp(loss.detach(), min=1.0)
+            ok = torch.isfinite(obj) & torch.isfinite(gnorm) & (loss <= threshold)
+            died = torch.where(alive & ~ok, torch.full_like(died, s), died)
+            alive = alive & ok
+            if s in log_pos:
+                i = log_pos[s]
+                curves["train/loss"][i], curves["train/objective"][i], curves["train/grad_norm"][i] = loss, obj, gnorm
+            if s in eval_pos:
+                _evaluate(evals, eval_pos[s], len(eval_steps), forward, params, ev, first.task, loss_fn, lparams)
+                if w_true is not None:
+                    w = params["W"][..., 0] * w_unscale
+                    evals.setdefault("param_error", zeros(len(eval_steps)))[eval_pos[s]] = (w - w_true).norm(dim=-1)
+        if s < steps:
+            opt.step(params, grads, lr, alive, s + 1)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    return _results(specs, layout, datas, curves, evals, log_steps, eval_steps, died, steps, seconds, str(device))
+
+
+def _evaluate(evals, i, m, forward, params, ev, task, loss_fn, lparams):
+    with torch.no_grad():
+        out = forward(params, ev.X)
+        vals = {"test/loss": loss_fn(out, Batch(ev.y), lparams)}
+        if task == "regression":
+            vals.update(M.regression_curve(out, ev))
+        for k, v in vals.items():
+            if k not in evals:
+                evals[k] = torch.full((m,) + tuple(v.shape), float("nan"), device=v.device, dtype=v.dtype)
+            evals[k][i] = v
+
+
+def _results(specs, layout, datas, curves, evals, log_steps, eval_steps, died, steps, seconds, device):
+    died = died.cpu().numpy()
+    host = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in {**curves, **evals}.items()}
+    ls, es = np.array(log_steps), np.array(eval_steps)
+    results: list[RunResult | None] = [None] * len(specs)
+    per_run = seconds / len(specs)
+    for u, g in enumerate(layout.groups):
+        for k, i in enumerate(g):
+            d = int(died[u, k])
+            diverged = d <= steps
+            run_curves, final = {}, {}
+            for name, arr in host.items():
+                st = ls if name in curves else es
+                v = arr[:, u, k]
+                keep = np.isfinite(v) & (st <= d)
+                run_curves[name] = (st[keep], v[keep])
+                final[name] = float("nan") if diverged else float(v[-1])
+            results[i] = RunResult(specs[i], "diverged" if diverged else "converged", d if diverged else None,
+                                   run_curves, final, per_run, device, datas[u])
+    return results  # type: ignore[return-value]

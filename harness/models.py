@@ -1,0 +1,131 @@
+"""Stacked models: every parameter has two leading run axes [U, K] (U data groups, K runs per
+group), so one forward pass evaluates every run of a stack on its own group's data.
+
+    forward(params, X)   X [U, n, d]  ->  out [U, K, n, o]
+    features(params, X)  the representation before the output layer, [U, K, n, h] (None for linear)
+
+Weights of run (u, k) only ever see the data of group u; gradients of a sum of per-run losses
+are therefore each run's own gradient. Initialization is drawn per seed on the CPU in float64
+(the same numbers on any device and inside any stack), then cast.
+"""
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from harness.component import Component, require
+from harness.registry import Registry
+
+ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": torch.nn.functional.gelu,
+               "silu": torch.nn.functional.silu}
+
+
+class Model(Component):
+    # heads this model can produce (see losses/base.py)
+    heads: ClassVar[frozenset[str]] = frozenset({"value", "logit", "logits", "embedding"})
+    penalized: ClassVar[tuple[str, ...]] = ()  # parameter names the regularization applies to
+
+    def __init__(self, section: dict, in_dim: int, out_dim: int):
+        self.section, self.in_dim, self.out_dim = section, in_dim, out_dim
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        raise NotImplementedError
+
+    def init_one(self, g: np.random.Generator) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def init(self, seeds: np.ndarray, device, dtype) -> dict[str, torch.Tensor]:
+        """seeds [U, K] -> parameters [U, K, ...]; one draw per distinct seed."""
+        from harness.data.base import rng
+
+        U, K = seeds.shape
+        draws = {s: self.init_one(rng(int(s), "init")) for s in np.unique(seeds)}
+        out = {}
+        for name in self.shapes():
+            a = np.stack([np.stack([draws[s][name] for s in row]) for row in seeds])
+            out[name] = torch.tensor(a, dtype=dtype, device=device).requires_grad_(True)
+        return out
+
+    def forward(self, p: dict[str, torch.Tensor], X: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def features(self, p, X):
+        return None
+
+    def n_activations(self, n: int) -> int:
+        """Floats per run held for one forward+backward pass on n rows (for the memory budget)."""
+        return 4 * n * self.out_dim
+
+
+class Linear(Model):
+    """out = X W + b, W [d, o], b [o]; starts at zero (the problems are convex)."""
+
+    name = "linear"
+    penalized = ("W",)
+
+    def shapes(self):
+        return {"W": (self.in_dim, self.out_dim), "b": (self.out_dim,)}
+
+    def init_one(self, g):
+        return {"W": np.zeros((self.in_dim, self.out_dim)), "b": np.zeros(self.out_dim)}
+
+    def forward(self, p, X):
+        return torch.einsum("und,ukdo->ukno", X, p["W"]) + p["b"][:, :, None, :]
+
+
+class MLP(Model):
+    """depth hidden layers of `width` units and an output layer:
+    h_0 = X, h_l = act(h_{l-1} W_l + b_l), out = h_depth W_out + b_out.
+    Init as torch.nn.Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases."""
+
+    name = "mlp"
+    schema = {"width": 64, "depth": 2, "activation": "relu"}
+
+    @classmethod
+    def check(cls, s, group):
+        require(s["width"] >= 1, f"{group}.width", s["width"], "an integer >= 1")
+        require(s["depth"] >= 1, f"{group}.depth", s["depth"], "an integer >= 1")
+        require(s["activation"] in ACTIVATIONS, f"{group}.activation", s["activation"],
+                "one of " + ", ".join(sorted(ACTIVATIONS)))
+
+    @property
+    def penalized(self):
+        return tuple(f"W{i}" for i in range(self.section["depth"] + 1))
+
+    def shapes(self):
+        w, depth = self.section["width"], self.section["depth"]
+        dims = [self.in_dim] + [w] * depth + [self.out_dim]
+        out = {}
+        for i in range(depth + 1):
+            out[f"W{i}"], out[f"b{i}"] = (dims[i], dims[i + 1]), (dims[i + 1],)
+        return out
+
+    def init_one(self, g):
+        out = {}
+        for name, shape in self.shapes().items():
+            fan_in = self.shapes()["W" + name[1:]][0]
+            bound = 1.0 / math.sqrt(fan_in)
+            out[name] = g.uniform(-bound, bound, size=shape)
+        return out
+
+    def features(self, p, X):
+        act = ACTIVATIONS[self.section["activation"]]
+        h = act(torch.einsum("und,ukdh->uknh", X, p["W0"]) + p["b0"][:, :, None, :])
+        for i in range(1, self.section["depth"]):
+            h = act(h @ p[f"W{i}"] + p[f"b{i}"][:, :, None, :])
+        return h
+
+    def forward(self, p, X):
+        i = self.section["depth"]
+        return self.features(p, X) @ p[f"W{i}"] + p[f"b{i}"][:, :, None, :]
+
+    def n_activations(self, n):
+        return 4 * n * (self.section["width"] * self.section["depth"] + self.out_dim)
+
+
+MODELS: Registry[type[Model]] = Registry("model")
+for _cls in (Linear, MLP):
+    MODELS.add(_cls.name, _cls)

@@ -1,0 +1,239 @@
+"""RunSpec: everything that defines one run, validated, normalized, frozen and hashable.
+
+`build_spec(cfg)` is the one place user input is checked (every check raises a one-line
+ConfigError); after it, code trusts its inputs. Its hash identifies the run (the MLflow tag
+`lossbench.config_hash`), and two keys say which runs can train together:
+
+    stack_key  what must match to share one batched program: data set and shapes, model
+               architecture, loss code path and options, optimizer kind, steps, batch size, ...
+    group_key  what must match to share training data inside a stack: also the data seed,
+               the outlier draw and the seed (which fixes initialization and minibatch order)
+
+Runs in a stack may differ in every number: learning rate, regularization, loss parameters
+such as Huber's delta, outlier ratio and kind, seed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from harness.component import Component, coerce, require
+from harness.errors import ConfigError
+
+SECTIONS = ("loss", "dataset", "model", "optimizer", "regularization", "outliers", "train", "tracking")
+TOP = SECTIONS + ("seed", "device", "study")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("float32", "float64")
+
+
+class Regularization(Component):
+    """objective = mean data loss + weight * penalty;  l1: sum |W|,  l2: sum W^2 (biases are
+    not penalized)."""
+
+    name = "regularization"
+    schema = {"kind": "none", "weight": 0.0}
+
+    @classmethod
+    def check(cls, s, group):
+        require(s["kind"] in ("none", "l1", "l2"), f"{group}.kind", s["kind"], "one of none, l1, l2")
+        require(s["weight"] >= 0 and s["weight"] != float("inf"), f"{group}.weight", s["weight"], "a number >= 0")
+
+
+class Outliers(Component):
+    name = "outliers"
+    schema = {"kind": "default", "ratio": 0.0, "scale": None}
+
+    @classmethod
+    def check(cls, s, group):
+        r = s["ratio"]
+        require(isinstance(r, (int, float)) and not isinstance(r, bool) and 0.0 <= r <= 0.5,
+                f"{group}.ratio", r, "a fraction in [0, 0.5]")
+        s["ratio"] = float(r)
+        if s["scale"] is not None:
+            require(isinstance(s["scale"], (int, float)) and s["scale"] > 0, f"{group}.scale", s["scale"], "null or a number > 0")
+            s["scale"] = float(s["scale"])
+
+
+class Train(Component):
+    name = "train"
+    schema = {"steps": 300, "batch_size": None, "eval_every": 10, "log_every": 1,
+              "dtype": "float32", "divergence_factor": 1e4}
+
+    @classmethod
+    def check(cls, s, group):
+        require(s["steps"] >= 1, f"{group}.steps", s["steps"], "an integer >= 1")
+        b = s["batch_size"]
+        if b is not None:
+            require(isinstance(b, int) and not isinstance(b, bool) and b >= 1, f"{group}.batch_size", b, "null (full batch) or an integer >= 1")
+        require(s["eval_every"] >= 1, f"{group}.eval_every", s["eval_every"], "an integer >= 1")
+        require(s["log_every"] >= 1, f"{group}.log_every", s["log_every"], "an integer >= 1")
+        require(s["dtype"] in DTYPES, f"{group}.dtype", s["dtype"], "one of " + ", ".join(DTYPES))
+        require(s["divergence_factor"] > 1, f"{group}.divergence_factor", s["divergence_factor"], "a number > 1")
+
+
+class Tracking(Component):
+    name = "tracking"
+    schema = {"uri": "sqlite:///mlflow.db", "experiment": "lossbench"}
+
+    @classmethod
+    def check(cls, s, group):
+        require(isinstance(s["uri"], str) and s["uri"] != "", f"{group}.uri", s["uri"], "an MLflow tracking URI such as sqlite:///mlflow.db")
+        require(isinstance(s["experiment"], str) and s["experiment"] != "", f"{group}.experiment", s["experiment"], "an experiment name")
+
+
+def freeze(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return tuple((k, freeze(v)) for k, v in sorted(x.items()))
+    if isinstance(x, (list, tuple)):
+        return tuple(freeze(v) for v in x)
+    return x
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    loss: dict = field(hash=False)
+    dataset: dict = field(hash=False)
+    model: dict = field(hash=False)
+    optimizer: dict = field(hash=False)
+    regularization: dict = field(hash=False)
+    outliers: dict = field(hash=False)
+    train: dict = field(hash=False)
+    seed: int = 0
+    device: str = "auto"
+    task: str = "regression"
+    tracking: dict = field(default_factory=dict, hash=False, compare=False)
+    study: Any = field(default=None, hash=False, compare=False)
+    overrides: tuple[str, ...] = field(default=(), hash=False, compare=False)
+    config_hash: str = ""
+
+    # -- identity -------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The normalized config: what is logged as params and as config.yaml."""
+        out = {k: getattr(self, k) for k in ("loss", "dataset", "model", "optimizer", "regularization",
+                                             "outliers", "train")}
+        out.update(seed=self.seed, device=self.device, tracking=self.tracking)
+        if self.study is not None:
+            out["study"] = self.study
+        return out
+
+    @property
+    def data_seed(self) -> int:
+        s = self.dataset.get("seed")
+        return self.seed if s is None else s
+
+    def outlier_tuple(self) -> tuple[str, float, float | None]:
+        o = self.outliers
+        return (o["kind"], o["ratio"], o["scale"])
+
+    def stack_key(self) -> tuple:
+        from harness.losses import LOSSES
+
+        loss_cls = LOSSES.get(self.loss["name"])
+        opt = {k: v for k, v in self.optimizer.items() if k != "lr"}
+        return freeze((self.task, self.dataset, self.model, loss_cls.options_of(self.loss) | {"name": self.loss["name"]},
+                       opt, self.train, self.device))
+
+    def group_key(self) -> tuple:
+        return (self.stack_key(), self.data_seed, self.outlier_tuple(), self.seed)
+
+    def __hash__(self) -> int:
+        return hash(self.config_hash)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, RunSpec) and self.config_hash == other.config_hash
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """sha1 of the canonical JSON of the config, without where it is tracked and the study notes."""
+    core = {k: v for k, v in config.items() if k not in ("tracking", "study")}
+    return hashlib.sha1(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _section(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
+    s = cfg.get(name)
+    if s is None:
+        return {}
+    if not isinstance(s, Mapping):
+        raise ConfigError(name, s, "a config section (key: value pairs)")
+    return dict(s)
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", device, "auto or cpu: no CUDA device is available here")
+    return device
+
+
+def build_spec(cfg: Mapping[str, Any], overrides: tuple[str, ...] = (), check_data: bool = True) -> RunSpec:
+    """Validates a resolved config (a plain nested dict) and returns its RunSpec."""
+    from harness.data import DATASETS, load
+    from harness.data.outliers import DEFAULT_KIND, OUTLIERS, kinds_for
+    from harness.losses import LOSSES
+    from harness.models import MODELS
+    from harness.optim import OPTIMIZERS
+
+    for key in cfg:
+        if key not in TOP and key != "hydra":
+            raise ConfigError(key, cfg[key], "a known top-level key: " + ", ".join(TOP))
+
+    def named(group: str, registry) -> tuple[type, dict]:
+        s = _section(cfg, group)
+        cls = registry.get(s.get("name"))
+        return cls, cls.normalize(s, group)
+
+    loss_cls, loss = named("loss", LOSSES)
+    data_cls, dataset = named("dataset", DATASETS)
+    model_cls, model = named("model", MODELS)
+    opt_cls, optimizer = named("optimizer", OPTIMIZERS)
+    reg = Regularization.normalize(_section(cfg, "regularization"), "regularization")
+    outl = Outliers.normalize(_section(cfg, "outliers"), "outliers")
+    train = Train.normalize(_section(cfg, "train"), "train")
+    tracking = Tracking.normalize(_section(cfg, "tracking"), "tracking")
+    reg.pop("name"), outl.pop("name"), train.pop("name"), tracking.pop("name")
+    seed = coerce("seed", cfg.get("seed", 0), 0)
+    require(seed >= 0, "seed", seed, "an integer >= 0")
+    device = cfg.get("device", "auto")
+    require(device in DEVICES, "device", device, "one of " + ", ".join(DEVICES))
+    resolve_device(device)
+
+    task = data_cls.task_of(dataset)
+    if task not in loss_cls.tasks:
+        fits = [n for n, c in LOSSES.items() if task in c.tasks]
+        raise ConfigError("loss", loss["name"], f"a loss for dataset={dataset['name']} (task {task}): " + ", ".join(fits))
+    if loss_cls.head not in model_cls.heads:
+        fits = [n for n, c in MODELS.items() if loss_cls.head in c.heads]
+        raise ConfigError("model", model["name"], f"a model with a {loss_cls.head} head for loss={loss['name']}: " + ", ".join(fits))
+    if opt_cls.full_batch and train["batch_size"] is not None:
+        raise ConfigError("train.batch_size", train["batch_size"], f"null: optimizer={optimizer['name']} is full batch (use sgd, momentum or adam for minibatches)")
+
+    if outl["kind"] == "default":
+        outl["kind"] = DEFAULT_KIND.get(task, "none")
+    allowed = kinds_for(task)
+    if outl["kind"] == "none":
+        if outl["ratio"] > 0:
+            raise ConfigError("outliers.ratio", outl["ratio"], f"0 for task {task}, which takes no outliers" if not allowed
+                              else f"0 with outliers.kind=none (kinds for task {task}: {', '.join(allowed)})")
+    elif outl["kind"] not in allowed:
+        raise ConfigError("outliers.kind", outl["kind"], f"an outlier kind for task {task}: " + ", ".join(allowed + ["none"]))
+    elif outl["scale"] is None:
+        outl["scale"] = OUTLIERS.get(outl["kind"]).default_scale
+
+    study = cfg.get("study")
+    spec_cfg = dict(loss=loss, dataset=dataset, model=model, optimizer=optimizer, regularization=reg,
+                    outliers=outl, train=train, seed=seed, device=device)
+    spec = RunSpec(loss=loss, dataset=dataset, model=model, optimizer=optimizer, regularization=reg,
+                   outliers=outl, train=train, seed=seed, device=device, task=task, tracking=tracking,
+                   study=study, overrides=tuple(overrides), config_hash=config_hash(spec_cfg))
+    if check_data:
+        data = load(dataset, seed, spec.outlier_tuple())  # file and data errors surface here
+        b = train["batch_size"]
+        n = len(data.y_train)
+        if b is not None and b > n:
+            raise ConfigError("train.batch_size", b, f"at most the {n} training rows of dataset={dataset['name']}")
+    return spec

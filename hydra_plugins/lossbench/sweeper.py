@@ -1,0 +1,131 @@
+"""`hydra/sweeper=lossbench` (the default): Hydra's basic sweeper (cartesian product of the
+overrides, `hydra.sweeper.params` from experiment files), plus what a tracked sweep needs:
+
+1. every job's config is composed (cheaply, harness/compose.py) and validated into a RunSpec
+   before anything runs: a bad value anywhere in the grid is one line and exit status 2, with
+   nothing written to MLflow;
+2. one MLflow parent run per sweep (tags: lossbench.sweep_id, lossbench.kind=sweep; params:
+   the swept values; artifacts: multirun.yaml and the study), whose id reaches every job's
+   process through the environment, so children of any launcher attach to it;
+3. at the end, the parent records how many runs converged and diverged, and its status
+   (FINISHED, or FAILED with the runs already written kept).
+"""
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LossbenchSweeperConf:
+    _target_: str = "hydra_plugins.lossbench.sweeper.LossbenchSweeper"
+    max_batch_size: Optional[int] = None
+    params: Optional[Dict[str, str]] = None
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="lossbench", node=LossbenchSweeperConf, provider="lossbench")
+
+# specs validated by the sweeper, for a launcher in the same process to reuse (overrides -> spec)
+VALIDATED: Dict[tuple, Any] = {}
+
+
+class LossbenchSweeper(BasicSweeper):
+    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+
+    def sweep(self, arguments: List[str]) -> Any:
+        from harness.cli import PARENT_ENV, SWEEP_ENV, new_sweep_id
+        from harness.compose import FastComposer
+        from harness.errors import ConfigError
+        from harness.spec import build_spec
+
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        t0 = time.perf_counter()
+        lines = self._parse_config() + list(arguments)
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        jobs = [job for batch in self.split_arguments(parser.parse_overrides(lines), None) for job in batch]
+
+        composer = FastComposer(self.hydra_context.config_loader, self.config)
+        specs = []
+        try:
+            for job in jobs:
+                specs.append(build_spec(composer.task_config(job), tuple(job)))
+            where = {(s.tracking["uri"], s.tracking["experiment"]) for s in specs}
+            if len(where) > 1:
+                raise ConfigError("tracking.experiment", sorted(where)[1][1], "one tracking.uri and experiment per sweep")
+        except ConfigError as e:
+            print(e.line(), file=sys.stderr)
+            sys.exit(2)
+        VALIDATED.clear()
+        VALIDATED.update({tuple(job): s for job, s in zip(jobs, specs)})
+        log.info(f"validated {len(jobs)} jobs in {time.perf_counter() - t0:.2f} s")
+
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+
+        from harness.cli import tracker_for
+
+        tracker = tracker_for(specs[0])
+        sweep_id = new_sweep_id()
+        swept = {}
+        for o in parser.parse_overrides(lines):
+            key = o.get_key_element()
+            swept[f"sweep.{key}"] = ",".join(o.sweep_string_iterator()) if o.is_sweep_override() else o.get_value_element_as_str()
+        study = specs[0].study or {}
+        params = {**swept, "sweep.n_runs": str(len(jobs)), "sweep.launcher": _launcher_name(self.config)}
+        tags = {"lossbench.study": str(study.get("name", ""))} if study else {}
+        artifacts = {"multirun.yaml": OmegaConf.to_yaml(self.config)}
+        if study:
+            artifacts["study.yaml"] = OmegaConf.to_yaml(OmegaConf.create(study))
+        parent = tracker.start_sweep(sweep_id, params, tags, artifacts)
+        os.environ[PARENT_ENV], os.environ[SWEEP_ENV] = parent, sweep_id
+        print(f"sweep {sweep_id}: {len(jobs)} runs -> MLflow {specs[0].tracking['uri']} "
+              f"experiment {specs[0].tracking['experiment']!r}, parent run {parent}", file=sys.stderr)
+
+        status, returns = "FAILED", []
+        try:
+            chunk = self.max_batch_size or len(jobs)
+            for i in range(0, len(jobs), chunk):
+                results = self.launcher.launch(jobs[i:i + chunk], initial_job_idx=i)
+                returns.append(results)
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            done = [r for batch in returns for r in batch if r.status == JobStatus.COMPLETED]
+            diverged = sum(1 for r in done if isinstance(r._return_value, dict) and r._return_value.get("status") == "diverged")
+            failed = sum(1 for batch in returns for r in batch if r.status != JobStatus.COMPLETED)
+            if failed:
+                status = "FAILED"
+            tracker.end_sweep(parent, status, {"lossbench.sweep_status": status.lower()},
+                              {"sweep/runs": len(done), "sweep/diverged": diverged, "sweep/failed": failed,
+                               "sweep/seconds": time.perf_counter() - t0})
+            os.environ.pop(PARENT_ENV, None), os.environ.pop(SWEEP_ENV, None)
+        for batch in returns:
+            for r in batch:
+                _ = r.return_value  # re-raise a failed job's exception, as Hydra's sweeper does
+        print(f"sweep {sweep_id} done: {len(done)} runs ({diverged} diverged) in {time.perf_counter() - t0:.1f} s. "
+              f"Report: python -m harness.report tracking.uri={specs[0].tracking['uri']} "
+              f"tracking.experiment={specs[0].tracking['experiment']}", file=sys.stderr)
+        return returns
+
+
+def _launcher_name(config) -> str:
+    try:
+        return str(config.hydra.runtime.choices["hydra/launcher"])
+    except Exception:
+        return "?"
