@@ -13,14 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-# name -> higher is better?
-HIGHER_IS_BETTER = {
-    "test/rmse": False, "test/mae": False, "test/r2": True, "param_error": False, "test/loss": False,
-    "train/loss": False, "train/objective": False, "train/grad_norm": False,
-}
-
-# the metric a report ranks runs by, per task
-PRIMARY = {"regression": "test/rmse"}
+from harness.metric_info import HIGHER_IS_BETTER, PRIMARY  # noqa: F401  (facts live in metric_info)
 
 
 @dataclass

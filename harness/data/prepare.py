@@ -3,9 +3,11 @@
 1. split: a held-out test split (stratified for classes) when the table has none, from the seed;
 2. outliers: into the training split only (outliers.py);
 3. scaling, fitted on the (dirty) training split: features are centred by their median and
-   divided by IQR / 1.349, the robust analogue of a standard deviation, so outliers in the
-   training split do not squash the clean data; a regression target is scaled the same way and
-   metrics are reported back in its original units. `dataset.standardize=false` turns it off.
+   divided by 1.4826 x their median absolute deviation (MAD, = the sd for Gaussian data, and
+   unmoved by up to half the rows being outliers), so outliers in the training split neither
+   squash the clean data nor shrink their own residuals; a regression target is scaled the same
+   way and metrics are reported back in its original units. `dataset.standardize=false` turns
+   it off.
 """
 from __future__ import annotations
 
@@ -48,10 +50,12 @@ class Prepared:
 
 
 def robust_scale(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Median and IQR/1.349 per column; falls back to the sd, then 1, where a column is flat."""
+    """Median and 1.4826 MAD per column; falls back to the sd, then 1, where a column is flat
+    (a binary or mostly-zero feature has MAD 0)."""
+    from scipy.stats import median_abs_deviation
+
     center = np.median(a, axis=0)
-    q75, q25 = np.percentile(a, [75, 25], axis=0)
-    scale = (q75 - q25) / 1.349
+    scale = median_abs_deviation(a, axis=0, scale="normal")
     sd = a.std(axis=0)
     scale = np.where(scale > 1e-12, scale, np.where(sd > 1e-12, sd, 1.0))
     return center, scale
