@@ -119,6 +119,14 @@ class RunSpec:
         return out
 
     @property
+    def eval_family(self) -> str:
+        """Which metrics judge this run: the task's, or `embedding` for losses that train an
+        embedding (their metrics are retrieval metrics whatever the data's task)."""
+        from harness.losses import LOSSES
+
+        return "embedding" if LOSSES.get(self.loss["name"]).head == "embedding" else self.task
+
+    @property
     def data_seed(self) -> int:
         s = self.dataset.get("seed")
         return self.seed if s is None else s

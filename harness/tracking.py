@@ -3,8 +3,9 @@
 A sweep is one parent run with one child run per job. Every child gets:
   params    the normalized config, flattened (`optimizer.lr`, `loss.delta`, ...)
   tags      lossbench.status (converged | diverged), lossbench.sweep_id, lossbench.config_hash,
-            lossbench.task, lossbench.device, mlflow.parentRunId, mlflow.runName
-  metrics   curves (train/loss, train/objective, train/grad_norm every log_every steps; test/*
+            lossbench.task (the data's), lossbench.eval (the metric family: the task, or
+            embedding), lossbench.device, mlflow.parentRunId, mlflow.runName
+  metrics   curves (train/loss every log_every steps; train/objective, train/grad_norm, test/*
             and param_error every eval_every steps) and final values (the point at the last step)
   inputs    its training and test data through MLflow's dataset records (log_input)
   artifact  config.yaml, the resolved config
@@ -66,7 +67,7 @@ def run_name(result: "RunResult") -> str:
 def config_yaml(config: dict[str, Any]) -> str:
     import yaml
 
-    return yaml.safe_dump(config, sort_keys=False)
+    return yaml.dump(config, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
 
 
 @dataclass
@@ -179,6 +180,7 @@ class Tracker:
         config = r.spec.config()
         tags = {"mlflow.runName": run_name(r), STATUS_TAG: r.status, SWEEP_TAG: sweep_id,
                 HASH_TAG: r.spec.config_hash, KIND_TAG: "run", "lossbench.task": r.spec.task,
+                "lossbench.eval": r.spec.eval_family,
                 "lossbench.device": r.device, "mlflow.user": _user(), "mlflow.source.name": _command(),
                 "mlflow.source.type": "LOCAL"}
         if r.diverged_step is not None:
@@ -221,37 +223,38 @@ class Tracker:
     def _write_sql(self, records: list[dict[str, Any]]) -> None:
         from mlflow.store.tracking.dbmodels.models import (SqlDataset, SqlInput, SqlInputTag,
                                                            SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag)
-        from sqlalchemy import insert, select
+        from sqlalchemy import select
 
         store, eid = self._sql, int(self.experiment_id)
+        user, root = _user(), self.artifact_location.rstrip("/")
         runs, tags, params, metrics, latest, inputs, input_tags = [], [], [], [], [], [], []
         datasets: dict[tuple[str, str], DatasetRecord] = {}
         for rec in records:
-            rid = rec["run_id"]
+            rid, ts = rec["run_id"], rec["end"]
             runs.append(dict(run_uuid=rid, name=rec["name"], source_type="LOCAL", source_name="", entry_point_name="",
-                             user_id=_user(), status="FINISHED", start_time=rec["start"], end_time=rec["end"],
+                             user_id=user, status="FINISHED", start_time=rec["start"], end_time=ts,
                              source_version="", lifecycle_stage="active",
-                             artifact_uri=f"{self.artifact_location.rstrip('/')}/{rid}/artifacts", experiment_id=eid))
-            tags += [dict(key=k, value=v, run_uuid=rid) for k, v in rec["tags"].items()]
-            params += [dict(key=k, value=v[:8000], run_uuid=rid) for k, v in rec["params"].items()]
+                             artifact_uri=f"{root}/{rid}/artifacts", experiment_id=eid))
+            tags += [(k, v, rid) for k, v in rec["tags"].items()]
+            params += [(k, v[:8000], rid) for k, v in rec["params"].items()]
             last: dict[str, tuple] = {}
             for key, value, step in rec["points"]:
                 nan, value = _sanitize(value)
-                metrics.append(dict(key=key, value=value, timestamp=rec["end"], step=step, is_nan=nan, run_uuid=rid))
-                if key not in last or (step, value) >= last[key][:2]:
-                    last[key] = (step, value, nan)
-            latest += [dict(key=k, value=v, timestamp=rec["end"], step=s, is_nan=nan, run_uuid=rid)
-                       for k, (s, v, nan) in last.items()]
+                metrics.append((key, value, ts, step, nan, rid))
+                if key not in last or step >= last[key][1]:
+                    last[key] = (value, step, nan)
+            latest += [(k, v, ts, st, nan, rid) for k, (v, st, nan) in last.items()]
             for d, ctx in rec["datasets"]:
                 datasets[(d.name, d.digest)] = d
                 iid = uuid.uuid4().hex
-                inputs.append(dict(input_uuid=iid, source_type="DATASET", source_id=(d.name, d.digest),
-                                   destination_type="RUN", destination_id=rid))
-                input_tags.append(dict(input_uuid=iid, name="mlflow.data.context", value=ctx))
+                inputs.append([iid, "DATASET", (d.name, d.digest), "RUN", rid])
+                input_tags.append((iid, "mlflow.data.context", ctx))
         with store.ManagedSessionMaker() as session:
+            raw = None
             if store.db_type == "sqlite":
                 session.execute(_text("PRAGMA synchronous=NORMAL"))
-            known = {}
+                raw = session.connection().connection.driver_connection
+            known: dict[tuple[str, str], str] = {}
             if datasets:
                 rows = session.execute(select(SqlDataset.name, SqlDataset.digest, SqlDataset.dataset_uuid).where(
                     SqlDataset.experiment_id == eid, SqlDataset.digest.in_([k[1] for k in datasets]))).all()
@@ -262,14 +265,16 @@ class Tracker:
                 known.update({(r["name"], r["digest"]): r["dataset_uuid"] for r in new})
                 _insert(session, SqlDataset, new)
             for row in inputs:
-                row["source_id"] = known[row["source_id"]]
+                row[2] = known[row[2]]
             _insert(session, SqlRun, runs)
-            _insert(session, SqlTag, tags)
-            _insert(session, SqlParam, params)
-            _insert(session, SqlMetric, metrics)
-            _insert(session, SqlLatestMetric, latest)
-            _insert(session, SqlInput, inputs)
-            _insert(session, SqlInputTag, input_tags)
+            _bulk(session, raw, SqlTag, ("key", "value", "run_uuid"), tags)
+            _bulk(session, raw, SqlParam, ("key", "value", "run_uuid"), params)
+            cols = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
+            _bulk(session, raw, SqlMetric, cols, metrics)
+            _bulk(session, raw, SqlLatestMetric, cols, latest)
+            _bulk(session, raw, SqlInput, ("input_uuid", "source_type", "source_id", "destination_type", "destination_id"),
+                  [tuple(r) for r in inputs])
+            _bulk(session, raw, SqlInputTag, ("input_uuid", "name", "value"), input_tags)
         self._write_artifacts(records)
 
     def _write_artifacts(self, records: list[dict[str, Any]]) -> None:
@@ -286,6 +291,19 @@ class Tracker:
                     f.write(text)
             else:
                 self.client.log_text(rec["run_id"], text, "config.yaml")
+
+
+def _bulk(session, raw, model, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Inserts rows (tuples in `columns` order) in the session's transaction: through the
+    sqlite3 driver's executemany when there is one (~1 us a row, against ~15 us through
+    SQLAlchemy's per-row parameter processing), else through SQLAlchemy Core."""
+    if not rows:
+        return
+    if raw is not None:
+        sql = f"INSERT INTO {model.__tablename__} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        raw.executemany(sql, rows)
+    else:
+        _insert(session, model, [dict(zip(columns, r)) for r in rows])
 
 
 def _insert(session, model, rows: list[dict]) -> None:

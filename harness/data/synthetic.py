@@ -64,4 +64,176 @@ class Friedman1(Dataset):
         return Table(X=X[:k], y=y[:k], X_test=X[k:], y_test=y[k:], task="regression", source="sklearn:make_friedman1")
 
 
-DATASETS = [Linear, Friedman1]
+def _at_least(s, group, low, *keys):
+    for k in keys:
+        require(s[k] >= low, f"{group}.{k}", s[k], f"an integer >= {low}")
+
+
+def _seed_for_sklearn(seed: int) -> int:
+    """An int random_state for sklearn's generators, drawn from the data stream."""
+    return int(rng(seed, "data").integers(2**31 - 1))
+
+
+def _binary_or_multiclass(section) -> str:
+    return "binary" if section.get("n_classes", 2) == 2 else "multiclass"
+
+
+class Blobs(Dataset):
+    """Gaussian blobs (sklearn.datasets.make_blobs): C isotropic Gaussian classes,
+
+        centre_c ~ U[-10, 10]^d,   x | class c ~ N(centre_c, cluster_std^2 I_d),
+
+    equal class sizes. `cluster_std` sets the overlap: with d=10, 4 classes, a linear
+    classifier reaches ~100% at cluster_std=2, ~90-99% at 5, ~70-90% at 8 (it depends on
+    how far apart the drawn centres fall). Binary when n_classes=2, else multiclass."""
+
+    name, card = "blobs", "datasets/blobs.md"
+    schema = {**Dataset.schema, "n_train": 2000, "n_test": 1000, "d": 10, "n_classes": 4, "cluster_std": 5.0}
+
+    @classmethod
+    def task_of(cls, section):
+        return _binary_or_multiclass(section)
+
+    @classmethod
+    def check(cls, s, group):
+        super().check(s, group)
+        _at_least(s, group, 1, "n_train", "n_test", "d")
+        _at_least(s, group, 2, "n_classes")
+        require(s["cluster_std"] > 0, f"{group}.cluster_std", s["cluster_std"], "a number > 0")
+
+    @classmethod
+    def build(cls, s, seed):
+        from sklearn.datasets import make_blobs
+
+        k = s["n_train"]
+        X, y = make_blobs(n_samples=k + s["n_test"], n_features=s["d"], centers=s["n_classes"],
+                          cluster_std=s["cluster_std"], random_state=_seed_for_sklearn(seed))
+        y = y.astype(np.int64)
+        return Table(X=X[:k], y=y[:k], X_test=X[k:], y_test=y[k:], task=cls.task_of(s),
+                     n_classes=s["n_classes"], source="sklearn:make_blobs")
+
+
+class Classification(Dataset):
+    """sklearn.datasets.make_classification (Guyon 2003, the Madelon design): each class is
+    `n_clusters_per_class` Gaussian clusters on the vertices of a hypercube of side
+    2 * class_sep in the `n_informative` dimensions; `n_redundant` features are random linear
+    combinations of those, the rest are N(0, 1) noise. flip_y=0: label noise is added by
+    `outliers` (flip / symmetric / pairwise), not here. Binary when n_classes=2."""
+
+    name, card = "classification", "datasets/classification.md"
+    schema = {**Dataset.schema, "n_train": 2000, "n_test": 1000, "d": 20, "n_informative": 5,
+              "n_redundant": 2, "n_classes": 2, "n_clusters_per_class": 2, "class_sep": 1.0}
+
+    @classmethod
+    def task_of(cls, section):
+        return _binary_or_multiclass(section)
+
+    @classmethod
+    def check(cls, s, group):
+        super().check(s, group)
+        _at_least(s, group, 1, "n_train", "n_test", "d", "n_informative", "n_clusters_per_class")
+        _at_least(s, group, 0, "n_redundant")
+        _at_least(s, group, 2, "n_classes")
+        require(s["n_informative"] + s["n_redundant"] <= s["d"], f"{group}.d", s["d"],
+                f"at least n_informative + n_redundant = {s['n_informative'] + s['n_redundant']}")
+        cells = s["n_classes"] * s["n_clusters_per_class"]
+        require(cells <= 2 ** s["n_informative"], f"{group}.n_informative", s["n_informative"],
+                f"2^n_informative >= n_classes * n_clusters_per_class = {cells} (one hypercube vertex per cluster)")
+        require(s["class_sep"] > 0, f"{group}.class_sep", s["class_sep"], "a number > 0")
+
+    @classmethod
+    def build(cls, s, seed):
+        from sklearn.datasets import make_classification
+
+        k = s["n_train"]
+        X, y = make_classification(
+            n_samples=k + s["n_test"], n_features=s["d"], n_informative=s["n_informative"],
+            n_redundant=s["n_redundant"], n_repeated=0, n_classes=s["n_classes"],
+            n_clusters_per_class=s["n_clusters_per_class"], class_sep=s["class_sep"], flip_y=0.0,
+            random_state=_seed_for_sklearn(seed))
+        y = y.astype(np.int64)
+        return Table(X=X[:k], y=y[:k], X_test=X[k:], y_test=y[k:], task=cls.task_of(s),
+                     n_classes=s["n_classes"], source="sklearn:make_classification")
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def sample_rows(p: np.ndarray, g: np.random.Generator) -> np.ndarray:
+    """One class label per row of the row-stochastic matrix p [n, C] (inverse CDF)."""
+    u = g.random((len(p), 1))
+    return np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), p.shape[1] - 1).astype(np.int64)
+
+
+class SoftTargets(Dataset):
+    """Soft targets from a known softmax teacher (task `distribution`):
+
+        W_t ~ N(0, 1) [d, C],   x ~ N(0, I_d),
+        y = softmax(x W_t / temperature)            float [n, C], rows sum to 1
+        extra["y_hard"] ~ Categorical(y)            int [n], one label drawn per row
+
+    Training on `y` (KL / soft cross-entropy) and on `y_hard` (cross-entropy) can be compared
+    on the same inputs. Higher temperature = softer rows (d=10, C=5: mean max-probability
+    ~0.70 at T=1, ~0.53 at T=2, ~0.45 at T=3)."""
+
+    name, task, card = "soft_targets", "distribution", "datasets/soft_targets.md"
+    schema = {**Dataset.schema, "n_train": 2000, "n_test": 1000, "d": 10, "n_classes": 5, "temperature": 2.0}
+
+    @classmethod
+    def check(cls, s, group):
+        super().check(s, group)
+        _at_least(s, group, 1, "n_train", "n_test", "d")
+        _at_least(s, group, 2, "n_classes")
+        require(s["temperature"] > 0, f"{group}.temperature", s["temperature"], "a number > 0")
+
+    @classmethod
+    def build(cls, s, seed):
+        g = rng(seed, "data")
+        d, C, k = s["d"], s["n_classes"], s["n_train"]
+        W = g.standard_normal((d, C))
+        X = g.standard_normal((k + s["n_test"], d))
+        p = softmax(X @ W / s["temperature"])
+        hard = sample_rows(p, g)
+        return Table(X=X[:k], y=p[:k], X_test=X[k:], y_test=p[k:], task="distribution", n_classes=C,
+                     source="synthetic:soft_targets", extra={"y_hard": hard[:k]}, extra_test={"y_hard": hard[k:]})
+
+
+class Mixture(Dataset):
+    """A 1-D two-mode Gaussian mixture (task `density`), samples y [n, 1]:
+
+        p(y) = weight N(y; mean1, sd1^2) + (1 - weight) N(y; mean2, sd2^2)
+
+    There is no input: X is a column of ones [n, 1], so a model's output comes from its bias
+    alone. `extra["mixture"]` (and extra_test) = dict(weights, means, sds) for exact
+    log-likelihoods and KL. standardize defaults to false: X is constant and a density's y is
+    never scaled, so there is nothing to scale."""
+
+    name, task, card = "mixture", "density", "datasets/mixture.md"
+    schema = {**Dataset.schema, "standardize": False, "n_train": 2000, "n_test": 1000,
+              "weight": 0.5, "mean1": -2.0, "mean2": 2.0, "sd1": 0.5, "sd2": 0.5}
+
+    @classmethod
+    def check(cls, s, group):
+        super().check(s, group)
+        _at_least(s, group, 1, "n_train", "n_test")
+        require(0 < s["weight"] < 1, f"{group}.weight", s["weight"], "a number in (0, 1): the weight of mode 1")
+        for k in ("sd1", "sd2"):
+            require(s[k] > 0, f"{group}.{k}", s[k], "a number > 0")
+
+    @classmethod
+    def build(cls, s, seed):
+        g = rng(seed, "data")
+        n, k = s["n_train"] + s["n_test"], s["n_train"]
+        means, sds = np.array([s["mean1"], s["mean2"]]), np.array([s["sd1"], s["sd2"]])
+        mode = (g.random(n) >= s["weight"]).astype(np.int64)   # 0 = mode 1 with prob. weight
+        y = (means[mode] + sds[mode] * g.standard_normal(n))[:, None]
+        X = np.ones((n, 1))
+        mix = dict(weights=[s["weight"], 1.0 - s["weight"]], means=means.tolist(), sds=sds.tolist())
+        return Table(X=X[:k], y=y[:k], X_test=X[k:], y_test=y[k:], task="density", source="synthetic:mixture",
+                     extra={"mixture": mix}, extra_test={"mixture": dict(mix)})
+
+
+DATASETS = [Linear, Friedman1, Blobs, Classification, SoftTargets, Mixture]

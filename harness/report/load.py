@@ -1,0 +1,167 @@
+"""MLflow -> DataFrames. The report reads MLflow only, never the training code.
+
+What it reads (written by harness/tracking.py and the sweeper):
+
+    parent run   tags lossbench.kind=sweep, lossbench.sweep_id, maybe lossbench.study;
+                 params sweep.<key>; artifacts multirun.yaml, study.yaml (name, question, claims)
+    child runs   tag mlflow.parentRunId = the parent's id; tags lossbench.status, .task, .eval,
+                 .config_hash; params = the flattened config; latest metric values = final values
+
+`runs_table` gives the long table, one row per child run:
+
+    run_id  run_name  status  task  eval  config_hash  diverged_step | loss.name  optimizer.lr ... seed | test/rmse ...
+    ------------------- tags (TAG_COLUMNS) -------------------------- | ---- params (typed) ----------------- | final metrics
+
+Params arrive as strings; a column whose values all read as numbers (or "null") becomes numeric,
+with "null" as NaN. Diverged runs have NaN final metrics.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import ConfigError
+from harness.metric_info import HIGHER_IS_BETTER
+
+KIND_TAG, SWEEP_TAG, STUDY_TAG, PARENT_TAG = "lossbench.kind", "lossbench.sweep_id", "lossbench.study", "mlflow.parentRunId"
+
+# table column -> the tag it is read from
+TAG_COLUMNS = {
+    "run_name": "mlflow.runName",
+    "status": "lossbench.status",
+    "task": "lossbench.task",
+    "eval": "lossbench.eval",          # the metric family; runs logged before it existed: = task
+    "config_hash": "lossbench.config_hash",
+    "diverged_step": "lossbench.diverged_step",
+}
+ID_COLUMNS = ["run_id", *TAG_COLUMNS]
+
+
+@dataclass
+class Sweep:
+    """One sweep: its parent run, and the study it answers (None without one)."""
+
+    run_id: str
+    sweep_id: str
+    experiment: str
+    experiment_id: str
+    uri: str
+    params: dict[str, str]
+    study: dict[str, Any] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def client_for(uri: str):
+    """An MlflowClient on an existing store. A missing SQLite file is an error (MLflow would
+    otherwise create an empty database wherever the report was started)."""
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):]
+        if path not in ("", ":memory:") and not os.path.exists(path):
+            raise ConfigError("tracking.uri", uri, f"an existing MLflow store (no file {os.path.abspath(path)})")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def find_sweep(client, uri: str, experiment: str, sweep: str | None = None) -> Sweep:
+    """The sweep named by a parent run id or a sweep id, or the newest sweep of the experiment."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise ConfigError("tracking.experiment", experiment, f"an experiment in {uri}: " + (", ".join(names) or "(none)"))
+    eid = exp.experiment_id
+    sweeps = f"tags.`{KIND_TAG}` = 'sweep'"
+    if sweep is None:
+        found = client.search_runs([eid], sweeps, order_by=["attributes.start_time DESC"], max_results=1)
+        if not found:
+            raise ConfigError("tracking.experiment", experiment, "an experiment holding a sweep (it has no run tagged lossbench.kind=sweep)")
+        run = found[0]
+    else:
+        found = client.search_runs([eid], f"{sweeps} and tags.`{SWEEP_TAG}` = '{_quote(sweep)}'", max_results=1)
+        if not found:
+            found = [r for r in client.search_runs([eid], f"attributes.run_id = '{_quote(sweep)}'", max_results=1)
+                     if r.data.tags.get(KIND_TAG) == "sweep"] if _looks_like_run_id(sweep) else []
+        if not found:
+            recent = client.search_runs([eid], sweeps, order_by=["attributes.start_time DESC"], max_results=5)
+            known = ", ".join(r.data.tags.get(SWEEP_TAG, r.info.run_id) for r in recent) or "(none)"
+            raise ConfigError("sweep", sweep, f"a sweep id or parent run id in experiment {experiment} (latest: {known})")
+        run = found[0]
+    tags = dict(run.data.tags)
+    return Sweep(run_id=run.info.run_id, sweep_id=tags.get(SWEEP_TAG, run.info.run_id), experiment=experiment,
+                 experiment_id=eid, uri=uri, params=dict(run.data.params), tags=tags,
+                 study=read_study(client, run.info.run_id))
+
+
+def read_study(client, run_id: str) -> dict[str, Any] | None:
+    """The parent's study.yaml (name, question, claims), or None when the sweep has none."""
+    import yaml
+
+    if "study.yaml" not in {a.path for a in client.list_artifacts(run_id)}:
+        return None
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file: no bar
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(run_id, "study.yaml", tmp)
+        study = yaml.safe_load(Path(path).read_text())
+    return study if isinstance(study, dict) else None
+
+
+def runs_table(client, sweep: Sweep, page: int = 1000) -> pd.DataFrame:
+    """One row per child run of the sweep: tags, typed params, final metrics (see module doc)."""
+    rows, token = [], None
+    query = f"tags.`{PARENT_TAG}` = '{sweep.run_id}'"
+    while True:
+        found = client.search_runs([sweep.experiment_id], query, max_results=page, page_token=token)
+        for r in found:
+            tags = r.data.tags
+            row: dict[str, Any] = {"run_id": r.info.run_id}
+            row.update({col: tags.get(tag) for col, tag in TAG_COLUMNS.items()})
+            row["eval"] = row["eval"] or row["task"]
+            row.update(r.data.params)
+            row.update(r.data.metrics)
+            rows.append(row)
+        token = found.token
+        if not token:
+            break
+    df = pd.DataFrame(rows, columns=None if rows else ID_COLUMNS)
+    for c in param_columns(df):
+        df[c] = _typed(df[c])
+    return df.sort_values("run_id", kind="stable").reset_index(drop=True)
+
+
+def metric_columns(df: pd.DataFrame) -> list[str]:
+    """Final-metric columns: known metrics and any split-prefixed name (`test/...`, `train/...`)."""
+    return [c for c in df.columns if c in HIGHER_IS_BETTER or "/" in c]
+
+
+def param_columns(df: pd.DataFrame) -> list[str]:
+    """Config columns: everything that is neither an id/tag column nor a metric."""
+    metrics = set(metric_columns(df))
+    return [c for c in df.columns if c not in ID_COLUMNS and c not in metrics]
+
+
+def curves(client, run_ids: list[str], key: str = "train/loss") -> pd.DataFrame:
+    """Long table of one metric's history: run_id, step, value (one MLflow call per run)."""
+    rows = [(rid, m.step, m.value) for rid in run_ids for m in client.get_metric_history(rid, key)]
+    return pd.DataFrame(rows, columns=["run_id", "step", "value"])
+
+
+def _typed(s: pd.Series) -> pd.Series:
+    """Strings -> numbers where every value is a number or "null"; otherwise unchanged."""
+    as_null = s.where(s != "null")
+    num = pd.to_numeric(as_null, errors="coerce")
+    if num.notna().sum() == as_null.notna().sum() and as_null.notna().any():
+        return num
+    return s
+
+
+def _quote(s: str) -> str:
+    return s.replace("'", "")
+
+
+def _looks_like_run_id(s: str) -> bool:
+    return len(s) == 32 and all(c in "0123456789abcdef" for c in s.lower())

@@ -1,0 +1,190 @@
+"""Drawing. Each function takes a small table, saves `<path>.png` and the CSV it was drawn
+from as `<path>.csv`, and never calls show(). Which tables to draw is decided in figures.py.
+
+Panels: a table's `row` and `col` columns (strings; "" when unused) place each point. With a
+single row the panels wrap, at most WRAP per line.
+
+    metric_plot  columns row, col, line, x, mean, ci95, n, n_runs, n_diverged
+                 mean +- ci95 per line (error bars), x numeric or categorical
+    curve_plot   columns row, col, line, step, median, q25, q75, n_runs
+                 median over runs per line, the inter-quartile band shaded
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+WRAP = 3
+
+
+def _mpl():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def colors(labels: list[str]) -> dict[str, str]:
+    """One colour per line label, stable across figures (sorted labels -> tab10 order)."""
+    palette = [f"C{i}" for i in range(10)]
+    return {lab: palette[i % 10] for i, lab in enumerate(sorted(set(labels)))}
+
+
+def _grid(table: pd.DataFrame) -> tuple[list[tuple[str, str]], int, int]:
+    """Panel keys in drawing order, and the grid shape."""
+    rows = list(dict.fromkeys(table["row"]))
+    cols = list(dict.fromkeys(table["col"]))
+    if rows == [""]:
+        keys = [("", c) for c in cols]
+        ncols = min(len(keys), WRAP) if len(keys) > WRAP + 1 else len(keys)
+        return keys, -(-len(keys) // ncols), ncols
+    return [(r, c) for r in rows for c in cols], len(rows), len(cols)
+
+
+def _label_panel(ax, i: int, key: tuple[str, str], nrows: int, ncols: int, n: int,
+                 xlabel: str, ylabel: str) -> None:
+    """Wrapped panels: a title each, every axis labelled. A rows x columns grid: column names
+    over the top row, row names in the first column's y label, x labels on the bottom row."""
+    r, c = key
+    if r == "":
+        ax.set_title(c, fontsize=10)
+        ax.set_xlabel(xlabel, fontsize=9)
+        ax.set_ylabel(ylabel, fontsize=9)
+        return
+    row, col = divmod(i, ncols)
+    if row == 0:
+        ax.set_title(c, fontsize=10)
+    if col == 0:
+        ax.set_ylabel(f"{r}\n{ylabel}", fontsize=9)
+    if row == nrows - 1:
+        ax.set_xlabel(xlabel, fontsize=9)
+
+
+def _figure(nrows: int, ncols: int, w: float = 4.2, h: float = 3.2):
+    plt = _mpl()
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(w * ncols + 0.6, 7.0), h * nrows + 1.3), squeeze=False,
+                             layout="constrained")
+    return fig, axes
+
+
+def _finish(fig, handles: dict, title: str, path: Path) -> None:
+    if handles:
+        fig.legend([handles[k] for k in sorted(handles)], sorted(handles), loc="outside lower center",
+                   ncol=min(len(handles), 5), frameon=False, fontsize=9)
+    import textwrap
+
+    width = int(fig.get_size_inches()[0] * 10)   # ~10 characters per inch at 11 pt
+    fig.suptitle(textwrap.fill(title, width), fontsize=11)
+    fig.savefig(path.with_suffix(".png"), dpi=110)
+    _mpl().close(fig)
+
+
+def _log_labels(ax) -> None:
+    """Plain numbers (0.5, 2, 1e+03) on a log axis; minor ticks labelled only where the axis
+    spans less than about 1.5 decades, so that a short axis still reads."""
+    from matplotlib.ticker import LogFormatter
+
+    class Plain(LogFormatter):
+        def _num_to_string(self, x, vmin, vmax):
+            return f"{x:g}"
+
+    ax.yaxis.set_major_formatter(Plain(labelOnlyBase=False))
+    ax.yaxis.set_minor_formatter(Plain(labelOnlyBase=False, minor_thresholds=(1.5, 0.5)))
+    ax.tick_params(axis="y", which="both", labelsize=8)
+
+
+def _diverged_note(ax, p: pd.DataFrame) -> None:
+    """Names the lines with diverged runs in this panel (their means leave those runs out)."""
+    d = p.groupby("line")[["n_diverged", "n_runs"]].sum()
+    d = d[d["n_diverged"] > 0]
+    if len(d):
+        text = "diverged: " + ", ".join(f"{k} {int(r.n_diverged)}/{int(r.n_runs)}" for k, r in d.iterrows())
+        ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", ha="left", fontsize=8, color="#b3261e",
+                bbox=dict(facecolor="white", alpha=0.8, lw=0, pad=1.5))
+
+
+def metric_plot(table: pd.DataFrame, path: Path, *, ylabel: str, xlabel: str, title: str,
+                log_x: bool = False, nonnegative: bool = False) -> Path:
+    """Mean +- 95% CI of a final metric vs x, one line per loss, one panel per facet value.
+    Lines are nudged sideways a little so that their error bars do not hide each other; with
+    `nonnegative` (RMSE, KL, ...) the y axis stops at 0."""
+    path = Path(path)
+    table.to_csv(path.with_suffix(".csv"), index=False)
+    keys, nrows, ncols = _grid(table)
+    fig, axes = _figure(nrows, ncols)
+    lines = sorted(dict.fromkeys(table["line"]))
+    cmap = colors(lines)
+    categorical = not pd.api.types.is_numeric_dtype(table["x"])
+    handles = {}
+    for i, ax in enumerate(axes.flat):
+        if i >= len(keys):
+            ax.set_visible(False)
+            continue
+        r, c = keys[i]
+        p = table[(table["row"] == r) & (table["col"] == c)]
+        xs = list(dict.fromkeys(p["x"])) if categorical else sorted(p["x"].dropna().unique())
+        span = (len(xs) - 1) if categorical else (np.ptp(xs) if len(xs) > 1 else 1.0)
+        for j, lab in enumerate(lines):
+            d = p[p["line"] == lab]
+            if d.empty:
+                continue
+            d = d.sort_values("x") if not categorical else d
+            pos = np.array([xs.index(v) for v in d["x"]], float) if categorical else d["x"].to_numpy(float)
+            nudge = 0.0 if categorical else (j - (len(lines) - 1) / 2) * 0.012 * (span or 1.0)
+            if log_x and not categorical:
+                pos = pos * 10 ** (nudge / max(span, 1e-12) * 0.5)
+            else:
+                pos = pos + nudge
+            h = ax.errorbar(pos, d["mean"], yerr=d["ci95"].fillna(0), color=cmap[lab], marker="o", ms=4,
+                            capsize=3, lw=1.6, elinewidth=1.1, label=lab)
+            handles.setdefault(lab, h)
+        if categorical:
+            ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=30, ha="right")
+            ax.set_xlim(-0.5, len(xs) - 0.5)
+        elif log_x:
+            ax.set_xscale("log")
+        lo = (p["mean"] - p["ci95"].fillna(0)).to_numpy(float)
+        if nonnegative and np.nanmin(lo, initial=0.0) < 0:
+            ax.set_ylim(bottom=0)   # a t interval may reach below 0; the metric cannot
+        _diverged_note(ax, p)
+        _label_panel(ax, i, keys[i], nrows, ncols, len(keys), xlabel, ylabel)
+        ax.grid(alpha=0.3)
+    _finish(fig, handles, title, path)
+    return path.with_suffix(".png")
+
+
+def curve_plot(table: pd.DataFrame, path: Path, *, ylabel: str, title: str) -> Path:
+    """Median training curve per loss (inter-quartile band shaded), one panel per facet value;
+    log y axis when every value is positive."""
+    path = Path(path)
+    table.to_csv(path.with_suffix(".csv"), index=False)
+    keys, nrows, ncols = _grid(table)
+    fig, axes = _figure(nrows, ncols, w=3.6, h=2.8)
+    lines = list(dict.fromkeys(table["line"]))
+    cmap = colors(lines)
+    handles = {}
+    positive = bool((table["q25"].dropna() > 0).all() and (table["median"].dropna() > 0).all())
+    for i, ax in enumerate(axes.flat):
+        if i >= len(keys):
+            ax.set_visible(False)
+            continue
+        r, c = keys[i]
+        p = table[(table["row"] == r) & (table["col"] == c)]
+        for lab in lines:
+            d = p[p["line"] == lab].sort_values("step")
+            if d.empty:
+                continue
+            (h,) = ax.plot(d["step"], d["median"], color=cmap[lab], lw=1.5, label=lab)
+            ax.fill_between(d["step"], d["q25"], d["q75"], color=cmap[lab], alpha=0.18, lw=0)
+            handles.setdefault(lab, h)
+        if positive:
+            ax.set_yscale("log")
+            _log_labels(ax)
+        _label_panel(ax, i, keys[i], nrows, ncols, len(keys), "step", ylabel)
+        ax.grid(alpha=0.3, which="both" if positive else "major")
+    _finish(fig, handles, title, path)
+    return path.with_suffix(".png")

@@ -1,0 +1,158 @@
+"""`hydra/launcher=batched` (the default for -m): trains a sweep's jobs as stacks.
+
+Jobs are grouped by what must match to share one batched program (harness/spec.py:
+stack_key) and split to fit `memory_budget_mb` (harness/stacking.py); each stack trains with
+the same engine a single run uses, so the records match the basic launcher's. Each stack's runs
+are written to MLflow (one transaction) as soon as it has trained, so a failure later in the
+sweep loses nothing already done. One JobReturn per job, in job order, its return value the
+run's final metrics with its status and MLflow run id.
+
+Why writes are not overlapped with training in a thread: the training loop issues many small
+torch ops from Python, each releasing and re-taking the GIL; a Python-busy writer thread then
+holds the GIL for a whole switch interval per op, and training slowed 30-70x when we tried it
+(the "convoy effect"). A writer process would compete for the same two cores. The bulk writer
+makes tracking cheap enough (~5 ms a run) that serial is the fast choice here.
+
+Hydra's per-job machinery (a working directory, .hydra/*.yaml and a log file per job, the
+on_job_start/on_job_end callbacks) is not run: each job's record is its MLflow run, whose
+config.yaml artifact holds the resolved config.
+"""
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.launcher import Launcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchedLauncherConf:
+    _target_: str = "hydra_plugins.lossbench.batched_launcher.BatchedLauncher"
+    # memory for one stack; null: a quarter of RAM (at most 2 GiB) on CPU, half the free memory on CUDA
+    memory_budget_mb: Optional[int] = None
+    # null: a progress bar when stderr is a terminal and CI is unset; true/false to force
+    progress: Optional[bool] = None
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="batched", node=BatchedLauncherConf, provider="lossbench")
+
+
+class BatchedLauncher(Launcher):
+    def __init__(self, memory_budget_mb: Optional[int] = None, progress: Optional[bool] = None) -> None:
+        self.memory_budget_mb, self.progress = memory_budget_mb, progress
+        self.config = self.hydra_context = self.task_function = None
+
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from harness import timing
+        from harness.cli import PARENT_ENV, SWEEP_ENV, new_sweep_id, tracker_for
+        from harness.engine import train
+        from harness.stacking import plan
+
+        specs = self._specs(job_overrides)
+        with timing.phase("plan"):
+            stacks = plan(specs, self.memory_budget_mb)
+        log.info(f"{len(specs)} jobs in {len(stacks)} stacks")
+        parent = os.environ.get(PARENT_ENV) or None
+        sweep_id = os.environ.get(SWEEP_ENV) or new_sweep_id()
+        tracker = tracker_for(specs[0])
+        returns: List[Optional[JobReturn]] = [None] * len(specs)
+        sweep_dir = str(self.config.hydra.sweep.dir)
+        Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+        bar = _progress(len(specs), self.progress)
+        written: dict = {}
+        error: Optional[BaseException] = None
+        try:
+            for stack in stacks:
+                with timing.phase("train"):
+                    results = train([specs[i] for i in stack])
+                with timing.phase("track"):
+                    ids = tracker.write(results, parent, sweep_id)
+                written.update({i: (r, rid) for i, r, rid in zip(stack, results, ids)})
+                bar.update(results)
+        except BaseException as e:  # keep what was trained and written; the sweep marks the rest failed
+            error = e
+        bar.close()
+        for i, (result, run_id) in written.items():
+            ret = JobReturn(overrides=list(job_overrides[i]), cfg=None, hydra_cfg=None, working_dir=sweep_dir,
+                            task_name=_task_name(self.config), status=JobStatus.COMPLETED)
+            ret.return_value = {**result.final, "status": result.status, "run_id": run_id}
+            returns[i] = ret
+        for i, r in enumerate(returns):
+            if r is None:
+                returns[i] = JobReturn(overrides=list(job_overrides[i]), working_dir=sweep_dir,
+                                       task_name=_task_name(self.config), status=JobStatus.FAILED,
+                                       _return_value=error or RuntimeError("not run: an earlier stack failed"))
+        if isinstance(error, KeyboardInterrupt):
+            raise error
+        _write_timing(sweep_dir)
+        return returns  # type: ignore[return-value]
+
+    def _specs(self, job_overrides):
+        """The jobs' RunSpecs: validated by the lossbench sweeper in this process, or built here."""
+        from harness import timing
+        from harness.compose import FastComposer
+        from harness.errors import ConfigError
+        from harness.spec import build_spec
+        from hydra_plugins.lossbench.sweeper import VALIDATED
+
+        with timing.phase("compose"):
+            if all(tuple(j) in VALIDATED for j in job_overrides):
+                return [VALIDATED[tuple(j)] for j in job_overrides]
+            composer = FastComposer(self.hydra_context.config_loader, self.config)
+            try:
+                return [build_spec(composer.task_config(j), tuple(j)) for j in job_overrides]
+            except ConfigError as e:
+                print(e.line(), file=sys.stderr)
+                sys.exit(2)
+
+
+class _progress:
+    """runs done / total, runs/s, ETA, diverged: tqdm on a terminal, quiet in CI and in logs."""
+
+    def __init__(self, total: int, enabled: Optional[bool]):
+        if enabled is None:
+            enabled = sys.stderr.isatty() and not os.environ.get("CI")
+        self.bar, self.diverged = None, 0
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="run", desc="sweep", dynamic_ncols=True, file=sys.stderr)
+
+    def update(self, results):
+        self.diverged += sum(r.status == "diverged" for r in results)
+        if self.bar is not None:
+            self.bar.set_postfix(diverged=self.diverged, refresh=False)
+            self.bar.update(len(results))
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _task_name(config) -> str:
+    try:
+        return str(config.hydra.job.name)
+    except Exception:
+        return "harness"
+
+
+def _write_timing(sweep_dir: str) -> None:
+    import json
+
+    from harness import timing
+
+    try:
+        with open(os.path.join(sweep_dir, "timing.json"), "w") as f:
+            json.dump(timing.snapshot(), f, indent=1)
+    except OSError:
+        pass
