@@ -24,15 +24,16 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from harness import metrics as M
+from harness.metrics import FAMILIES
 from harness.data import Prepared, load
 from harness.data.base import rng
-from harness.losses import LOSSES, Batch
+from harness.losses import Batch, loss_class
 from harness.models import MODELS
 from harness.optim import OPTIMIZERS
 from harness.spec import RunSpec, resolve_device
@@ -76,8 +77,9 @@ class Layout:
 
 
 def out_dim(spec: RunSpec, data: Prepared) -> int:
-    head = LOSSES.get(spec.loss["name"]).head
-    return {"value": 1, "logit": 1}.get(head) or (data.n_classes or 1)
+    head = loss_class(spec.loss).head_for(spec.task)
+    fixed = {"value": 1, "logit": 1, "density": 2, "embedding": spec.model.get("embed_dim", 1)}
+    return fixed.get(head) or (data.n_classes or 1)
 
 
 def _per_run(specs, layout, fn, device, dtype) -> torch.Tensor:
@@ -116,18 +118,15 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False) -> list[RunResult
     U, K = layout.U, layout.K
 
     datas = [load(specs[g[0]].dataset, specs[g[0]].seed, specs[g[0]].outlier_tuple()) for g in layout.groups]
-    t = lambda a, dt=dtype: torch.as_tensor(np.stack(a), device=device, dtype=dt)
-    ydt = dtype if first.task in ("regression", "binary", "distribution", "density") else torch.long
-    X, Xte = t([d.X_train for d in datas]), t([d.X_test for d in datas])
-    y, yte = t([d.y_train for d in datas], ydt)[:, None], t([d.y_test for d in datas], ydt)[:, None]
-    ev = M.EvalData(Xte, yte, t([[[d.y_center]] for d in datas]), t([[[d.y_scale]] for d in datas]))
-    n = X.shape[1]
-
-    loss_cls = LOSSES.get(first.loss["name"])
+    loss_cls = loss_class(first.loss)
     loss_fn = loss_cls(loss_cls.options_of(first.loss))
-    squeeze = loss_cls.head in ("value", "logit")
+    head = loss_cls.head_for(first.task)
+    family = FAMILIES.get(first.eval_family)
+    data = _Data.of(datas, first.task, loss_cls, device, dtype)
+    X, n = data.X, data.X.shape[1]
+
     lparams = {k: _per_run(specs, layout, lambda s, k=k: s.loss[k], device, dtype)[..., None] for k in loss_cls.stacked}
-    model = MODELS.get(first.model["name"])(first.model, X.shape[-1], out_dim(first, datas[0]))
+    model = MODELS.get(first.model["name"])(first.model, X.shape[-1], out_dim(first, datas[0]), head)
     seeds = np.vectorize(lambda i: specs[i].seed)(layout.run_at)
     params = model.init(seeds, device, dtype)
     opt = OPTIMIZERS.get(first.optimizer["name"])(first.optimizer)
@@ -137,11 +136,14 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False) -> list[RunResult
     batches = _batches(layout, specs, n, steps, first.train["batch_size"])
     if batches is not None:
         batches = batches.to(device)
+    draws = _Draws(layout, specs, head, device, dtype)
     # param_error needs known weights and a model whose weights are those of a linear fit
     w_true = None
-    if model.name == "linear" and all(d.w_true is not None for d in datas) and first.task == "regression":
-        w_true = t([d.w_true for d in datas])[:, None, :]                      # [U, 1, d]
-        w_unscale = t([d.y_scale / d.x_scale for d in datas])[:, None, :]       # [U, 1, d]
+    if model.name == "linear" and first.task == "regression" and all(d.w_true is not None for d in datas):
+        w_true = _stack([d.w_true for d in datas], device, dtype)[:, None, :]                  # [U, 1, d]
+        w_unscale = _stack([d.y_scale / d.x_scale for d in datas], device, dtype)[:, None, :]  # [U, 1, d]
+    squeeze = head in ("value", "logit")
+    test_loss = first.eval_family != "embedding" and head != "density"
 
     def forward(p, Xb):
         out = model.forward(p, Xb)
@@ -163,42 +165,51 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False) -> list[RunResult
     died = torch.full((U, K), steps + 1, dtype=torch.long, device=device)
     threshold = None
     names = list(params)
-    ar = torch.arange(U, device=device)[:, None]
+    out_te = None
 
     t0 = time.perf_counter()
     for s in range(steps + 1):
-        if batches is None or s == steps:
-            Xb, yb = X, y
-        else:
-            idx = batches[:, s]                                 # [U, b]
-            Xb, yb = X[ar, idx], y[:, 0][ar, idx][:, None]
+        full = batches is None or s == steps
+        Xb, batch = data.batch(None if full else batches[:, s], draws.at(n if full else batches.shape[-1]))
         out = forward(params, Xb)
-        loss = loss_fn(out, Batch(yb), lparams)
+        loss = loss_fn(out, batch, lparams)
         obj = loss + penalty(params)
         total = torch.where(alive, obj, torch.zeros_like(obj)).sum()
         grads = dict(zip(names, torch.autograd.grad(total, [params[k] for k in names])))
         with torch.no_grad():
             gnorm = torch.sqrt(sum((g * g).flatten(2).sum(-1) for g in grads.values()))
             if threshold is None:
-                threshold = first.train["divergence_factor"] * torch.clamp(loss.detach(), min=1.0)
+                threshold = first.train["divergence_factor"] * torch.clamp(loss.abs(), min=1.0)
             ok = torch.isfinite(obj) & torch.isfinite(gnorm) & (loss <= threshold)
             died = torch.where(alive & ~ok, torch.full_like(died, s), died)
             alive = alive & ok
             if s in log_pos:
                 curves["train/loss"][log_pos[s]] = loss
             if s in eval_pos:
-                for k, v in (("train/objective", obj), ("train/grad_norm", gnorm)):
-                    evals.setdefault(k, zeros(len(eval_steps)))[eval_pos[s]] = v
-                _evaluate(evals, eval_pos[s], len(eval_steps), forward, params, ev, first.task, loss_fn, lparams)
+                out_te = forward(params, data.ev.X)
+                vals = {"train/objective": obj, "train/grad_norm": gnorm, **family.curve(out_te, data.ev)}
+                if test_loss:
+                    vals["test/loss"] = loss_fn(out_te, data.test_batch, lparams)
                 if w_true is not None:
-                    w = params["W"][..., 0] * w_unscale
-                    evals.setdefault("param_error", zeros(len(eval_steps)))[eval_pos[s]] = (w - w_true).norm(dim=-1)
+                    vals["param_error"] = (params["W"][..., 0] * w_unscale - w_true).norm(dim=-1)
+                for k, v in vals.items():
+                    evals.setdefault(k, zeros(len(eval_steps)))[eval_pos[s]] = v
         if s < steps:
             opt.step(params, grads, lr, alive, s + 1)
+    with torch.no_grad():
+        if first.eval_family in ("embedding", "multiclass"):
+            # retrieval metrics: of the embedding itself, or (the cross-entropy baseline) of the
+            # representation before an MLP's output layer
+            emb = (lambda Z: forward(params, Z)) if first.eval_family == "embedding" else (lambda Z: model.features(params, Z))
+            feats = emb(data.ev.X)
+            if feats is not None:
+                data.ev.extra.update(features=feats, train_features=emb(X), train_labels=data.y)
+        finals = family.final(feats if first.eval_family == "embedding" else out_te, data.ev)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
-    results = _results(specs, layout, datas, curves, evals, log_steps, eval_steps, died, steps, seconds, str(device))
+    results = _results(specs, layout, datas, curves, evals, finals, log_steps, eval_steps, died, steps, seconds,
+                       str(device))
     if keep_params:
         host = {k: v.detach().cpu().numpy() for k, v in params.items()}
         for u, g in enumerate(layout.groups):
@@ -207,19 +218,72 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False) -> list[RunResult
     return results
 
 
-def _evaluate(evals, i, m, forward, params, ev, task, loss_fn, lparams):
-    with torch.no_grad():
-        out = forward(params, ev.X)
-        vals = {"test/loss": loss_fn(out, Batch(ev.y), lparams)}
-        if task == "regression":
-            vals.update(M.regression_curve(out, ev))
-        for k, v in vals.items():
-            if k not in evals:
-                evals[k] = torch.full((m,) + tuple(v.shape), float("nan"), device=v.device, dtype=v.dtype)
-            evals[k][i] = v
+def _stack(arrays, device, dtype) -> torch.Tensor:
+    return torch.as_tensor(np.stack(arrays), device=device, dtype=dtype)
 
 
-def _results(specs, layout, datas, curves, evals, log_steps, eval_steps, died, steps, seconds, device):
+@dataclass
+class _Data:
+    """A stack's data on the device, one slice per group: X [U, n, d], training targets
+    y [U, 1, n(, C)], the test split as metrics.EvalData, and per-group constants."""
+
+    X: torch.Tensor
+    y: torch.Tensor
+    ev: M.EvalData
+    test_batch: Batch
+    const: dict[str, Any]
+
+    @classmethod
+    def of(cls, datas: list[Prepared], task: str, loss_cls, device, dtype) -> "_Data":
+        st = lambda a, dt=dtype: _stack(a, device, dt)
+        X, Xte = st([d.X_train for d in datas]), st([d.X_test for d in datas])
+        label = torch.long if task == "multiclass" else dtype
+        y, yte = st([d.y_train for d in datas], label), st([d.y_test for d in datas], label)
+        y_test_loss = yte
+        const: dict[str, Any] = {}
+        if task == "density":                       # samples [n, 1] -> [n]
+            y, yte = y.reshape(len(datas), -1), yte.reshape(len(datas), -1)
+            y_test_loss = yte
+            mix = [d.extra["mixture"] for d in datas]
+            const["mixture"] = tuple(st([np.asarray(m[k], dtype=float) for m in mix])[:, None, None, :]
+                                     for k in ("weights", "means", "sds"))
+        if task == "distribution" and not loss_cls.soft_targets:  # train on labels drawn from the soft targets
+            y = st([d.extra["y_hard"] for d in datas], torch.long)
+            y_test_loss = st([d.extra_test["y_hard"] for d in datas], torch.long)
+        ev = M.EvalData(Xte, yte[:, None], st([[[d.y_center]] for d in datas]), st([[[d.y_scale]] for d in datas]),
+                        dict(const))
+        return cls(X, y[:, None], ev, Batch(y_test_loss[:, None], dict(const)), const)
+
+    def batch(self, idx: torch.Tensor | None, draws: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Batch]:
+        """The full training split (idx None) or the rows idx [U, b] of each group."""
+        if idx is None:
+            return self.X, Batch(self.y, {**self.const, **draws})
+        ar = torch.arange(self.X.shape[0], device=self.X.device)[:, None]
+        return self.X[ar, idx], Batch(self.y[:, 0][ar, idx][:, None], {**self.const, **draws})
+
+
+class _Draws:
+    """Random numbers a loss needs at each step, drawn per data group from the group's seed (so a
+    run draws the same alone or in any stack): uniforms for triplet mining, normals for reverse-KL
+    samples."""
+
+    def __init__(self, layout: Layout, specs, head: str, device, dtype):
+        self.kind = {"embedding": "u", "density": "eps"}.get(head)
+        self.device, self.dtype = device, dtype
+        self.gens = [rng(specs[g[0]].seed, "extra") for g in layout.groups] if self.kind else []
+
+    def at(self, rows: int) -> dict[str, torch.Tensor]:
+        """The next step's draws for a batch of `rows` rows."""
+        if self.kind is None:
+            return {}
+        if self.kind == "u":
+            a = np.stack([g.random((rows, 2)) for g in self.gens])[:, None]        # [U, 1, b, 2]
+        else:
+            a = np.stack([g.standard_normal(rows) for g in self.gens])[:, None]    # [U, 1, m]
+        return {self.kind: torch.as_tensor(a, device=self.device, dtype=self.dtype)}
+
+
+def _results(specs, layout, datas, curves, evals, finals, log_steps, eval_steps, died, steps, seconds, device):
     died = died.cpu().numpy()
     host = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in {**curves, **evals}.items()}
     ls, es = np.array(log_steps), np.array(eval_steps)
@@ -236,6 +300,8 @@ def _results(specs, layout, datas, curves, evals, log_steps, eval_steps, died, s
                 keep = np.isfinite(v) & (st <= d)
                 run_curves[name] = (st[keep], v[keep])
                 final[name] = float("nan") if diverged else float(v[-1])
+            for name, arr in finals.items():
+                final[name] = float("nan") if diverged else float(arr[u, k])
             results[i] = RunResult(specs[i], "diverged" if diverged else "converged", d if diverged else None,
                                    run_curves, final, per_run, device, datas[u])
     return results  # type: ignore[return-value]

@@ -25,11 +25,11 @@ ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": torch.nn.function
 
 class Model(Component):
     # heads this model can produce (see losses/base.py)
-    heads: ClassVar[frozenset[str]] = frozenset({"value", "logit", "logits", "embedding"})
+    heads: ClassVar[frozenset[str]] = frozenset({"value", "logit", "logits", "embedding"})  # not density
     penalized: ClassVar[tuple[str, ...]] = ()  # parameter names the regularization applies to
 
-    def __init__(self, section: dict, in_dim: int, out_dim: int):
-        self.section, self.in_dim, self.out_dim = section, in_dim, out_dim
+    def __init__(self, section: dict, in_dim: int, out_dim: int, head: str = "value"):
+        self.section, self.in_dim, self.out_dim, self.head = section, in_dim, out_dim, head
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         raise NotImplementedError
@@ -61,15 +61,21 @@ class Model(Component):
 
 
 class Linear(Model):
-    """out = X W + b, W [d, o], b [o]; starts at zero (the problems are convex)."""
+    """out = X W + b, W [d, o], b [o]. Starts at zero (the problems are convex), except as an
+    embedding (o = embed_dim): at zero every point would sit at the origin, where distance-based
+    losses have no direction to move, so it starts as torch.nn.Linear does."""
 
     name = "linear"
+    schema = {"embed_dim": 32}
     penalized = ("W",)
 
     def shapes(self):
         return {"W": (self.in_dim, self.out_dim), "b": (self.out_dim,)}
 
     def init_one(self, g):
+        if self.head == "embedding":
+            bound = 1.0 / math.sqrt(self.in_dim)
+            return {"W": g.uniform(-bound, bound, (self.in_dim, self.out_dim)), "b": g.uniform(-bound, bound, self.out_dim)}
         return {"W": np.zeros((self.in_dim, self.out_dim)), "b": np.zeros(self.out_dim)}
 
     def forward(self, p, X):
@@ -82,7 +88,7 @@ class MLP(Model):
     Init as torch.nn.Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases."""
 
     name = "mlp"
-    schema = {"width": 64, "depth": 2, "activation": "relu"}
+    schema = {"width": 64, "depth": 2, "activation": "relu", "embed_dim": 32}
 
     @classmethod
     def check(cls, s, group):
@@ -126,6 +132,29 @@ class MLP(Model):
         return 4 * n * (self.section["width"] * self.section["depth"] + self.out_dim)
 
 
+class Gaussian(Model):
+    """A 1-D Gaussian density q = N(mu, sigma^2), parameterized as (mu, log sigma); it starts at
+    sigma = 1 and mu ~ N(0, 1) from the seed (mu = 0 would sit exactly on the saddle between two
+    symmetric modes, where reverse KL has no gradient to choose one). It has no inputs: out
+    [U, K, n, 2] repeats (mu, log sigma) for every row."""
+
+    name = "gaussian"
+    heads = frozenset({"density"})
+
+    def shapes(self):
+        return {"mu": (1,), "log_sigma": (1,)}
+
+    def init_one(self, g):
+        return {"mu": g.standard_normal(1), "log_sigma": np.zeros(1)}
+
+    def forward(self, p, X):
+        theta = torch.cat([p["mu"], p["log_sigma"]], dim=-1)          # [U, K, 2]
+        return theta[:, :, None, :].expand(-1, -1, X.shape[1], -1)
+
+    def n_activations(self, n):
+        return 4 * n
+
+
 MODELS: Registry[type[Model]] = Registry("model")
-for _cls in (Linear, MLP):
+for _cls in (Linear, MLP, Gaussian):
     MODELS.add(_cls.name, _cls)

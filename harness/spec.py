@@ -122,9 +122,9 @@ class RunSpec:
     def eval_family(self) -> str:
         """Which metrics judge this run: the task's, or `embedding` for losses that train an
         embedding (their metrics are retrieval metrics whatever the data's task)."""
-        from harness.losses import LOSSES
+        from harness.losses import loss_class
 
-        return "embedding" if LOSSES.get(self.loss["name"]).head == "embedding" else self.task
+        return "embedding" if loss_class(self.loss).head_for(self.task) == "embedding" else self.task
 
     @property
     def data_seed(self) -> int:
@@ -136,9 +136,9 @@ class RunSpec:
         return (o["kind"], o["ratio"], o["scale"])
 
     def stack_key(self) -> tuple:
-        from harness.losses import LOSSES
+        from harness.losses import loss_class
 
-        loss_cls = LOSSES.get(self.loss["name"])
+        loss_cls = loss_class(self.loss)
         opt = {k: v for k, v in self.optimizer.items() if k != "lr"}
         return freeze((self.task, self.dataset, self.model, loss_cls.options_of(self.loss) | {"name": self.loss["name"]},
                        opt, self.train, self.device))
@@ -182,7 +182,7 @@ def build_spec(cfg: Mapping[str, Any], overrides: tuple[str, ...] = (), check_da
     """Validates a resolved config (a plain nested dict) and returns its RunSpec."""
     from harness.data import DATASETS, load
     from harness.data.outliers import DEFAULT_KIND, OUTLIERS, kinds_for
-    from harness.losses import LOSSES
+    from harness.losses import LOSSES, loss_class
     from harness.models import MODELS
     from harness.optim import OPTIMIZERS
 
@@ -211,12 +211,14 @@ def build_spec(cfg: Mapping[str, Any], overrides: tuple[str, ...] = (), check_da
     resolve_device(device)
 
     task = data_cls.task_of(dataset)
+    loss_cls = loss_class(loss)
     if task not in loss_cls.tasks:
-        fits = [n for n, c in LOSSES.items() if task in c.tasks]
+        fits = [n for n, c in LOSSES.items() if task in c.tasks and n != "custom"]
         raise ConfigError("loss", loss["name"], f"a loss for dataset={dataset['name']} (task {task}): " + ", ".join(fits))
-    if loss_cls.head not in model_cls.heads:
-        fits = [n for n, c in MODELS.items() if loss_cls.head in c.heads]
-        raise ConfigError("model", model["name"], f"a model with a {loss_cls.head} head for loss={loss['name']}: " + ", ".join(fits))
+    head = loss_cls.head_for(task)
+    if head not in model_cls.heads:
+        fits = [n for n, c in MODELS.items() if head in c.heads]
+        raise ConfigError("model", model["name"], f"a model with a {head} head for loss={loss['name']} on task {task}: " + ", ".join(fits))
     if opt_cls.full_batch and train["batch_size"] is not None:
         raise ConfigError("train.batch_size", train["batch_size"], f"null: optimizer={optimizer['name']} is full batch (use sgd, momentum or adam for minibatches)")
 

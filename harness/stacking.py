@@ -43,7 +43,9 @@ def estimate(spec: RunSpec) -> tuple[int, int]:
     n_te = len(data.X_test)
     y_width = 1 if data.y_train.ndim == 1 else data.y_train.shape[1]
     group = (n_tr + n_te) * (d + y_width) * width
-    model = MODELS.get(spec.model["name"])(spec.model, d, out_dim(spec, data))
+    from harness.losses import loss_class
+
+    model = MODELS.get(spec.model["name"])(spec.model, d, out_dim(spec, data), loss_class(spec.loss).head_for(spec.task))
     n_params = sum(_prod(s) for s in model.shapes().values())
     b = spec.train["batch_size"] or n_tr
     rows = max(b, n_te)  # evaluation runs the test split through too

@@ -130,7 +130,7 @@ class Tracker:
     # -- sweeps ---------------------------------------------------------------------------
     def start_sweep(self, sweep_id: str, params: dict[str, str], tags: dict[str, str],
                     artifacts: dict[str, str]) -> str:
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import Param
 
         all_tags = {SWEEP_TAG: sweep_id, KIND_TAG: "sweep", "mlflow.user": _user(),
                     "mlflow.source.name": _command(), "mlflow.source.type": "LOCAL", **tags}

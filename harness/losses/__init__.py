@@ -1,17 +1,25 @@
-"""All losses, one registry: `LOSSES.get(name)` gives the class. The tests loop over it."""
+"""All losses, one registry. `loss_class(section)` gives the class that trains a normalized
+loss section (for `loss=custom`, the user's function wrapped as a Loss). The tests loop over the
+registry."""
+from __future__ import annotations
+
+from typing import Any
+
 from harness.losses.base import Batch, Loss
 from harness.registry import Registry
 
 LOSSES: Registry[type[Loss]] = Registry("loss")
 
+from harness.losses import classification, custom, distribution, regression, similarity  # noqa: E402
 
-def _register(classes):
-    for cls in classes:
-        LOSSES.add(cls.name, cls)
+for _m in (regression, classification, distribution, similarity, custom):
+    for _cls in _m.LOSSES:
+        LOSSES.add(_cls.name, _cls)
 
 
-from harness.losses import regression  # noqa: E402
+def loss_class(section: dict[str, Any]) -> type[Loss]:
+    cls = LOSSES.get(section["name"])
+    return cls.resolve(section) if hasattr(cls, "resolve") else cls
 
-_register(regression.LOSSES)
 
-__all__ = ["LOSSES", "Loss", "Batch"]
+__all__ = ["LOSSES", "Loss", "Batch", "loss_class"]

@@ -41,18 +41,26 @@ class Loss(Component):
     # schema keys whose values may differ run to run inside a stack (numbers, passed as [U,K,1]
     # tensors); every other schema key is an *option*, fixed for a stack.
     stacked: ClassVar[tuple[str, ...]] = ()
+    soft_targets: ClassVar[bool] = False    # on the distribution task: trains on the soft targets
+                                            # (else on labels sampled from them, extra["y_hard"])
     robust: ClassVar[bool] = False          # designed to resist outliers / label noise
     differentiable: ClassVar[bool] = True   # everywhere (MAE is not, at 0: subgradient)
     formula: ClassVar[str] = ""             # one line for reports and --help
 
     def __init__(self, options: dict[str, Any] | None = None):
-        self.options = dict(options or {})
+        defaults = {k: v for k, v in self.schema.items() if k not in self.stacked}
+        self.options = {**defaults, **(options or {})}
 
     def per_example(self, out: torch.Tensor, target: torch.Tensor, **params: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def __call__(self, out: torch.Tensor, batch: Batch, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.per_example(out, batch.y, **params).mean(-1)
+
+    @classmethod
+    def head_for(cls, task: str) -> str:
+        """What the model must output for this task (most losses: always the same head)."""
+        return cls.head
 
     @classmethod
     def options_of(cls, section: dict[str, Any]) -> dict[str, Any]:

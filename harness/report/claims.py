@@ -144,10 +144,10 @@ def slope_greater(runs: pd.DataFrame, claim: dict) -> Verdict:
     below = all(s.at[a, "ci_hi"] < s.at[b, "ci_lo"] for a, b in pairs)
     desc = _describe(t, claim)
     if above:
-        factor = min(s.at[a, "slope"] / s.at[b, "slope"] for a, b in pairs) if all(s.at[b, "slope"] > 0 for b in smaller) else None
-        how = (f"is at least {factor:.1f}x as steep as" if factor is not None
-               else "rises while the others stay flat or fall:")
-        return Verdict(HOLDS, f"{desc}. {_names(larger)} {how} {_names(smaller)}, CIs apart.", t)
+        ratios = [f"{a}/{b} = {s.at[a, 'slope'] / s.at[b, 'slope']:.1f}x" if s.at[b, "slope"] > 0
+                  else f"{b} flat or falling" for a, b in pairs]
+        return Verdict(HOLDS, f"{desc}. {_names(larger)} steeper than {_names(smaller)} with the CIs apart; "
+                              f"slope ratios: {', '.join(ratios)}.", t)
     if below:
         return Verdict(FAILS, f"{desc}. Reversed: {_names(smaller)} rise faster than {_names(larger)}, CIs apart.", t)
     return Verdict(UNSURE, f"{desc}. The CIs overlap for at least one pair, so the order is not established.", t)

@@ -8,7 +8,9 @@ overrides, `hydra.sweeper.params` from experiment files), plus what a tracked sw
    the swept values; artifacts: multirun.yaml and the study), whose id reaches every job's
    process through the environment, so children of any launcher attach to it;
 3. at the end, the parent records how many runs converged and diverged, and its status
-   (FINISHED, or FAILED with the runs already written kept).
+   (FINISHED, or FAILED with the runs already written kept);
+4. with `hydra.sweeper.report=true` (set by the studies in experiments/), the comparison report
+   is built from MLflow and its path printed, with the `mlflow ui` command that opens the store.
 """
 
 import logging
@@ -33,6 +35,7 @@ class LossbenchSweeperConf:
     _target_: str = "hydra_plugins.lossbench.sweeper.LossbenchSweeper"
     max_batch_size: Optional[int] = None
     params: Optional[Dict[str, str]] = None
+    report: bool = False  # build the report (python -m harness.report) when the sweep ends
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="lossbench", node=LossbenchSweeperConf, provider="lossbench")
@@ -42,8 +45,10 @@ VALIDATED: Dict[tuple, Any] = {}
 
 
 class LossbenchSweeper(BasicSweeper):
-    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
+                 report: bool = False) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
+        self.report = report
 
     def sweep(self, arguments: List[str]) -> Any:
         from harness.cli import PARENT_ENV, SWEEP_ENV, new_sweep_id
@@ -82,7 +87,7 @@ class LossbenchSweeper(BasicSweeper):
         sweep_id = new_sweep_id()
         swept = {}
         for o in parser.parse_overrides(lines):
-            key = o.get_key_element()
+            key = o.key_or_group.replace("/", ".")  # no +, ~ or @package: MLflow allows [\w./ -] in names
             swept[f"sweep.{key}"] = ",".join(o.sweep_string_iterator()) if o.is_sweep_override() else o.get_value_element_as_str()
         study = specs[0].study or {}
         params = {**swept, "sweep.n_runs": str(len(jobs)), "sweep.launcher": _launcher_name(self.config)}
@@ -118,9 +123,20 @@ class LossbenchSweeper(BasicSweeper):
         for batch in returns:
             for r in batch:
                 _ = r.return_value  # re-raise a failed job's exception, as Hydra's sweeper does
-        print(f"sweep {sweep_id} done: {len(done)} runs ({diverged} diverged) in {time.perf_counter() - t0:.1f} s. "
-              f"Report: python -m harness.report tracking.uri={specs[0].tracking['uri']} "
-              f"tracking.experiment={specs[0].tracking['experiment']}", file=sys.stderr)
+        uri, experiment = specs[0].tracking["uri"], specs[0].tracking["experiment"]
+        print(f"sweep {sweep_id} done: {len(done)} runs ({diverged} diverged) in {time.perf_counter() - t0:.1f} s",
+              file=sys.stderr)
+        if self.report:
+            from harness import timing
+            from harness.report import build_report
+
+            with timing.phase("report"):
+                index = build_report(uri, experiment, sweep=parent)
+            print(f"report: {index}", file=sys.stderr)
+        else:
+            print(f"report: python -m harness.report tracking.uri={uri} tracking.experiment={experiment}", file=sys.stderr)
+        ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith(("sqlite:", "postgresql", "mysql")) else uri
+        print(f"runs and curves: {ui}", file=sys.stderr)
         return returns
 
 
