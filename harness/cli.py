@@ -88,13 +88,16 @@ def run_job(cfg, overrides: tuple[str, ...] = ()) -> dict[str, float]:
     except ConfigError as e:
         print(e.line(), file=sys.stderr)
         sys.exit(2)
+    from harness import timing
     from harness.engine import train
 
-    (result,) = train([spec])
-    tracker = tracker_for(spec)
-    parent = os.environ.get(PARENT_ENV) or None
-    sweep_id = os.environ.get(SWEEP_ENV) or new_sweep_id()
-    (run_id,) = tracker.write([result], parent, sweep_id)
+    with timing.phase("train"):
+        (result,) = train([spec])
+    with timing.phase("track"):
+        tracker = tracker_for(spec)
+        parent = os.environ.get(PARENT_ENV) or None
+        sweep_id = os.environ.get(SWEEP_ENV) or new_sweep_id()
+        (run_id,) = tracker.write([result], parent, sweep_id)
     f = result.final
     shown = ", ".join(f"{k}={v:.4g}" for k, v in f.items() if k.startswith("test/"))
     print(f"[{result.status}] {spec.loss['name']} on {spec.dataset['name']}: {shown}  (run {run_id})")

@@ -75,11 +75,12 @@ class Train(Component):
 
 class Tracking(Component):
     name = "tracking"
-    schema = {"uri": "sqlite:///mlflow.db", "experiment": "lossbench"}
+    schema = {"uri": "sqlite:///mlflow.db", "experiment": "lossbench", "curves": "metrics"}
 
     @classmethod
     def check(cls, s, group):
         require(isinstance(s["uri"], str) and s["uri"] != "", f"{group}.uri", s["uri"], "an MLflow tracking URI such as sqlite:///mlflow.db")
+        require(s["curves"] in ("metrics", "parquet"), f"{group}.curves", s["curves"], "metrics or parquet")
         require(isinstance(s["experiment"], str) and s["experiment"] != "", f"{group}.experiment", s["experiment"], "an experiment name")
 
 

@@ -10,6 +10,16 @@ A sweep is one parent run with one child run per job. Every child gets:
   inputs    its training and test data through MLflow's dataset records (log_input)
   artifact  config.yaml, the resolved config
 
+Curves, two ways (tracking.curves):
+  * metrics (default): every point is an MLflow metric value, drawn by the MLflow UI.
+  * parquet: for sweeps of tens of thousands of runs. Each run keeps its params, tags and final
+    metrics as MLflow records (search_runs finds and filters it as usual), and its curves go into
+    one Parquet file per stack, an artifact of the sweep's parent run (long format: run_id,
+    metric, step, value), named by the run's tag lossbench.curves. Every number is kept; the cost
+    is that the MLflow UI draws no per-step chart, and a curve is read with `read_curves`
+    (which the report uses) instead of get_metric_history. It writes ~40 rows a run instead of
+    ~500: the SQLite store stays small and writing keeps up with a GPU.
+
 Two ways to write, same records:
   * SQL stores (the default `sqlite:///mlflow.db`, PostgreSQL, MySQL): rows go into MLflow's own
     tables (its SQLAlchemy models) in one transaction per batch of runs. MLflow's public client
@@ -36,6 +46,7 @@ STATUS_TAG = "lossbench.status"
 SWEEP_TAG = "lossbench.sweep_id"
 HASH_TAG = "lossbench.config_hash"
 KIND_TAG = "lossbench.kind"   # "sweep" on parents, "run" on runs
+CURVES_TAG = "lossbench.curves"  # tracking.curves=parquet: where the run's curves are
 PARENT_TAG = "mlflow.parentRunId"
 
 
@@ -160,13 +171,39 @@ class Tracker:
         """Writes finished runs; returns their MLflow run ids, in order."""
         if not results:
             return []
-        records = [self._record(r, parent_id, sweep_id) for r in results]
+        in_metrics = results[0].spec.tracking.get("curves", "metrics") == "metrics"
+        records = [self._record(r, parent_id, sweep_id, in_metrics) for r in results]
+        curves_file = None
+        if not in_metrics:
+            owner = parent_id or records[0]["run_id"]
+            curves_file = f"curves/{uuid.uuid4().hex[:12]}.parquet"
+            for rec in records:
+                rec["tags"][CURVES_TAG] = f"runs:/{owner}/{curves_file}"
         if self._sql is not None:
             self._write_sql(records)
         else:
             for rec in records:
                 self._write_client(rec)
+        if curves_file is not None:
+            self._write_curves(results, records, owner, curves_file)
         return [rec["run_id"] for rec in records]
+
+    def _write_curves(self, results, records, owner: str, path: str) -> None:
+        import tempfile
+
+        import pandas as pd
+
+        frames = []
+        for r, rec in zip(results, records):
+            for name, (st, vals) in r.curves.items():
+                frames.append(pd.DataFrame({"run_id": rec["run_id"], "metric": name, "step": st.astype("int32"),
+                                            "value": vals}))
+        df = pd.concat(frames, ignore_index=True)
+        df["run_id"], df["metric"] = df["run_id"].astype("category"), df["metric"].astype("category")
+        with tempfile.TemporaryDirectory() as tmp:
+            local = os.path.join(tmp, os.path.basename(path))
+            df.to_parquet(local, index=False)
+            self.client.log_artifact(owner, local, os.path.dirname(path))
 
     def _datasets(self, result: "RunResult") -> list:
         d = result.data
@@ -176,7 +213,7 @@ class Tracker:
             self._dataset_cache[d.digest] = dataset_records(result)
         return self._dataset_cache[d.digest]
 
-    def _record(self, r: "RunResult", parent_id: str | None, sweep_id: str) -> dict[str, Any]:
+    def _record(self, r: "RunResult", parent_id: str | None, sweep_id: str, in_metrics: bool = True) -> dict[str, Any]:
         config = r.spec.config()
         tags = {"mlflow.runName": run_name(r), STATUS_TAG: r.status, SWEEP_TAG: sweep_id,
                 HASH_TAG: r.spec.config_hash, KIND_TAG: "run", "lossbench.task": r.spec.task,
@@ -189,10 +226,11 @@ class Tracker:
             tags[PARENT_TAG] = parent_id
         steps = r.spec.train["steps"]
         points: list[tuple[str, float, int]] = []
-        for name, (st, vals) in r.curves.items():
-            points.extend(zip([name] * len(st), vals.tolist(), st.tolist()))
+        if in_metrics:
+            for name, (st, vals) in r.curves.items():
+                points.extend(zip([name] * len(st), vals.tolist(), st.tolist()))
         for name, v in r.final.items():  # a final value the curve does not end on (diverged, final-only)
-            st, vals = r.curves.get(name, ((), ()))
+            st, vals = r.curves.get(name, ((), ())) if in_metrics else ((), ())
             if len(st) == 0 or st[-1] != steps or not _same(vals[-1], v):
                 points.append((name, v, steps))
         end = int(time.time() * 1000)
@@ -358,3 +396,30 @@ def _user() -> str:
 
 def _command() -> str:
     return " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])[:500]
+
+
+_curve_files: dict[str, Any] = {}
+
+
+def read_curves(client, run, metrics: Iterable[str]) -> dict[str, tuple[list[int], list[float]]]:
+    """A run's curves {metric: (steps, values)}, from its MLflow metric history or, for runs
+    written with tracking.curves=parquet, from the Parquet artifact its lossbench.curves tag
+    names (downloaded once per file)."""
+    where = run.data.tags.get(CURVES_TAG)
+    out = {}
+    if where is None:
+        for m in metrics:
+            h = sorted(client.get_metric_history(run.info.run_id, m), key=lambda x: x.step)
+            out[m] = ([x.step for x in h], [x.value for x in h])
+        return out
+    import pandas as pd
+    from mlflow.artifacts import download_artifacts
+
+    if where not in _curve_files:
+        _curve_files[where] = pd.read_parquet(download_artifacts(artifact_uri=where, tracking_uri=client.tracking_uri))
+    df = _curve_files[where]
+    mine = df[df["run_id"] == run.info.run_id]
+    for m in metrics:
+        part = mine[mine["metric"] == m].sort_values("step")
+        out[m] = (part["step"].tolist(), part["value"].tolist())
+    return out

@@ -123,3 +123,85 @@ def test_both_launchers_write_the_same_records(tmp_path):
         ha = [x.value for x in c.get_metric_history(ra.info.run_id, "train/loss")]
         hb = [x.value for x in c.get_metric_history(rb.info.run_id, "train/loss")]
         assert len(ha) == len(hb)
+
+
+def test_parquet_curves_keep_every_number(tmp_path):
+    """tracking.curves=parquet: runs keep params, tags and final metrics in MLflow, and their
+    curves read back (read_curves) equal to the curves of the default mode."""
+    from harness.tracking import read_curves
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    for mode in ("metrics", "parquet"):
+        harness("-m", *GRID, f"train.steps={STEPS}", f"tracking.curves={mode}", f"tracking.uri={uri}",
+                f"tracking.experiment={mode}", f"hydra.sweep.dir={tmp_path}/{mode}", cwd=tmp_path)
+    c = MlflowClient(uri)
+    runs = {m: {tuple(sorted(r.data.params.items())): r
+                for r in _children(c.search_runs([c.get_experiment_by_name(m).experiment_id]))}
+            for m in ("metrics", "parquet")}
+    assert runs["metrics"].keys() == runs["parquet"].keys()
+    names = ["train/loss", "train/grad_norm", "test/rmse", "param_error"]
+    for key, a in runs["metrics"].items():
+        b = runs["parquet"][key]
+        assert "lossbench.curves" in b.data.tags and "lossbench.curves" not in a.data.tags
+        assert set(a.data.metrics) == set(b.data.metrics)
+        for m, v in a.data.metrics.items():
+            assert (math.isnan(v) and math.isnan(b.data.metrics[m])) or abs(v - b.data.metrics[m]) <= 1e-12 * max(1, abs(v))
+        ca, cb = read_curves(c, a, names), read_curves(c, b, names)
+        for m in names:
+            assert ca[m][0] == cb[m][0]
+            assert all(abs(x - y) <= 1e-12 * max(1, abs(x)) for x, y in zip(ca[m][1], cb[m][1]))
+        assert len(c.get_metric_history(b.info.run_id, "train/loss")) == 1  # only the final point
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on a free local port (the client path of the writer)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    tmp = tmp_path_factory.mktemp("server")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", f"sqlite:///{tmp}/server.db",
+                             "--artifacts-destination", str(tmp / "artifacts")],
+                            cwd=tmp, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"))
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(url + "/health", timeout=1)
+            break
+        except Exception:
+            if proc.poll() is not None:
+                raise RuntimeError((tmp / "server.log").read_text()[-2000:])
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("mlflow server did not come up: " + (tmp / "server.log").read_text()[-2000:])
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "batched"])
+def test_sweep_into_a_real_mlflow_server(mlflow_server, tmp_path, launcher):
+    import yaml
+
+    harness("-m", "loss=mse,huber", "outliers.ratio=0,0.2", "train.steps=20", f"hydra/launcher={launcher}",
+            f"tracking.uri={mlflow_server}", f"tracking.experiment=server-{launcher}",
+            f"hydra.sweep.dir={tmp_path}/ms", cwd=tmp_path)
+    c = MlflowClient(mlflow_server)
+    runs = c.search_runs([c.get_experiment_by_name(f"server-{launcher}").experiment_id])
+    kids = _children(runs)
+    assert len(runs) == 5 and len(kids) == 4
+    for r in kids:
+        assert r.data.tags["lossbench.status"] == "converged" and "test/rmse" in r.data.metrics
+        assert len(c.get_metric_history(r.info.run_id, "train/loss")) == 21
+        assert yaml.safe_load(open(c.download_artifacts(r.info.run_id, "config.yaml")))["seed"] == 0
+        assert sorted(i.tags[0].value for i in c.get_run(r.info.run_id).inputs.dataset_inputs) == ["test", "train"]

@@ -26,8 +26,11 @@ def _table(name: str, section_json: str, seed: int) -> Table:
 
 @lru_cache(maxsize=512)
 def _prepared(name: str, section_json: str, seed: int, outliers: tuple) -> Prepared:
-    section = json.loads(section_json)
-    return prepare(_table(name, section_json, seed), name=name, section=section, seed=seed, outliers=outliers)
+    from harness.timing import phase
+
+    with phase("data"):
+        section = json.loads(section_json)
+        return prepare(_table(name, section_json, seed), name=name, section=section, seed=seed, outliers=outliers)
 
 
 def load(section: dict[str, Any], seed: int, outliers: tuple[str, float, float | None]) -> Prepared:

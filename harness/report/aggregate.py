@@ -11,7 +11,8 @@ Roles of the params that vary in a sweep (`roles(df)`); only independent ones ge
 (outliers.scale, set by outliers.kind, is not an axis of its own):
 
     x         outliers.ratio (the x axis of the headline plot) when it varies
-    line      loss.name plus the loss's own varying numbers (huber delta=0.5): one line each
+    line      loss.name plus the loss's own varying settings: one series each, labelled
+              `kl (reverse)`, `triplet (hard)`, `huber (delta=0.5)` (line_label)
     tuning    optimizer.*, regularization.*, train.*: settings one would tune per loss
     scenario  everything else (outliers.kind, dataset.*, model.*): the conditions compared
 """
@@ -106,9 +107,20 @@ def stats(df: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """summary.csv: one row per group of runs that differ only in seed, every final test metric
-    of the families present (see module doc)."""
-    return stats(df, group_keys(df), task_metrics(df))
+    """summary.csv: per metric family (column `eval`), one row per group of runs that differ
+    only in seed, with that family's final test metrics (see module doc). The loss name is a
+    column even where only one loss ran (a density sweep varies loss.direction of kl alone)."""
+    parts = []
+    for fam in families(df) or [None]:
+        sub = df if fam is None else df[df["eval"] == fam]
+        keys = group_keys(sub)
+        if LOSS in sub and LOSS not in keys:
+            keys = [LOSS] + keys
+        st = stats(sub, keys, task_metrics(sub))
+        if fam is not None:
+            st.insert(0, "eval", fam)
+        parts.append(st)
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
 @dataclass
@@ -135,10 +147,14 @@ def roles(df: pd.DataFrame) -> Roles:
 
 
 def line_label(row: pd.Series | dict, line: list[str]) -> str:
-    """`huber` or `huber delta=0.5`: the loss name and its varying numbers that apply to it."""
-    name = str(row[LOSS]) if LOSS in row else "all runs"
-    extra = [f"{c.split('.', 1)[1]}={_fmt(row[c])}" for c in line if c != LOSS and pd.notna(row[c])]
-    return " ".join([name] + extra)
+    """The series name: the loss and, in brackets, its own varying settings that apply to it:
+    `huber`, `kl (reverse)`, `triplet (hard)`, `gce (q=0.5)`, `triplet (hard, margin=0.5)`.
+    Words stand alone (a direction or a mining strategy says what it is); numbers get their key."""
+    name = str(row[LOSS]) if LOSS in row and pd.notna(row[LOSS]) else "all runs"
+    own = [c for c in line if c != LOSS and c in row and pd.notna(row[c]) and str(row[c]) != "null"]
+    words = [str(row[c]) for c in own if isinstance(row[c], str)]
+    extra = words + [f"{c.split('.', 1)[1]}={_fmt(row[c])}" for c in own if not isinstance(row[c], str)]
+    return f"{name} ({', '.join(extra)})" if extra else name
 
 
 def facet_label(row: pd.Series | dict, facets: list[str]) -> str:

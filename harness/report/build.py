@@ -4,7 +4,8 @@ Writes `<out>/<experiment>/<sweep_id>/`:
 
     runs.csv        one row per run: tags, params, final metrics (load.runs_table)
     summary.csv     one row per group of runs differing only in seed (aggregate.summary)
-    claims.csv      per claim and loss: slope and 95% CI (when the sweep has a study)
+    claims.csv      per claim and loss: the numbers its check compares, with 95% CIs (when the
+                    sweep has a study)
     *.png + *.csv   the figures and the tables they were drawn from (figures.py)
     report.md, index.html
 
@@ -40,15 +41,14 @@ def build_report(uri: str = "sqlite:///mlflow.db", experiment: str = "lossbench"
             old.unlink()
 
     keys = A.group_keys(runs) if len(runs) else []
-    shown = _table_order(runs, A.independent(runs, keys)) if len(runs) else []
-    order = [c for c in keys + [A.SEED] if c in runs]
+    order = [c for c in ["eval"] + keys + [A.SEED] if c in runs]
     runs.sort_values(order or ["run_id"], kind="stable").to_csv(folder / "runs.csv", index=False)
     summ = A.summary(runs) if len(runs) else pd.DataFrame()
     summ.to_csv(folder / "summary.csv", index=False)
 
-    figs = make_figures(runs, folder, lambda ids: L.curves(client, ids, "train/loss")) if len(runs) else []
+    figs = make_figures(runs, folder, lambda ids, key: L.curves(client, ids, key)) if len(runs) else []
     verdicts = check_claims(runs, sw.study, folder)
-    blocks = report_blocks(sw, runs, summ, shown, figs, verdicts, folder)
+    blocks = report_blocks(sw, runs, summ, figs, verdicts, folder)
     title = f"lossbench report — {experiment} / {sw.sweep_id}"
     (folder / "report.md").write_text(render.markdown(blocks))
     (folder / "index.html").write_text(render.to_html(blocks, title))
@@ -73,16 +73,22 @@ def check_claims(runs: pd.DataFrame, study: dict | None, folder: Path) -> list[t
     return out
 
 
-def _table_order(runs: pd.DataFrame, keys: list[str]) -> list[str]:
-    """Report table columns: scenario params first (outliers.kind), then the loss, then x."""
+def table_keys(runs: pd.DataFrame) -> list[str]:
+    """Report table columns of one family's runs: scenario and tuning params first
+    (outliers.kind), then the loss and its own settings, then x; the loss name always."""
+    keys = A.independent(runs, A.group_keys(runs))
     r = A.roles(runs)
     first = [k for k in r.scenario + r.tuning if k in keys]
-    return first + [k for k in keys if k not in first]
+    rest = [k for k in keys if k not in first]
+    if A.LOSS in runs and A.LOSS not in rest:
+        rest = [A.LOSS] + rest
+    return first + rest
 
 
 def results_table(summ: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
     """The report's table: one row per group, each metric as `mean ± sd` over seeds, sorted by
     `keys`."""
+    keys = [k for k in keys if k in summ]
     summ = summ.sort_values(keys, kind="stable") if keys else summ
     t = summ[keys].copy()
     t["runs"] = summ["n_runs"]
@@ -93,7 +99,7 @@ def results_table(summ: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd
     return t
 
 
-def report_blocks(sw: L.Sweep, runs: pd.DataFrame, summ: pd.DataFrame, keys: list[str], figs: list[Figure],
+def report_blocks(sw: L.Sweep, runs: pd.DataFrame, summ: pd.DataFrame, figs: list[Figure],
                   verdicts: list[tuple[dict, C.Verdict]], folder: Path) -> list:
     n = len(runs)
     n_div = int((runs["status"] == "diverged").sum()) if n else 0
@@ -102,29 +108,33 @@ def report_blocks(sw: L.Sweep, runs: pd.DataFrame, summ: pd.DataFrame, keys: lis
                       if k.startswith("sweep.") and k not in ("sweep.n_runs", "sweep.launcher"))
     study = sw.study or {}
     name = study.get("name") or sw.tags.get(L.STUDY_TAG) or sw.sweep_id
+    fams = A.families(runs)
     b: list = [("h", 1, f"lossbench report: {name}")]
     b.append(("kv", [("sweep id", f"`{sw.sweep_id}`"), ("parent run", f"`{sw.run_id}`"), ("experiment", sw.experiment),
                      ("tracking URI", f"`{sw.uri}`"), ("runs", f"{n} ({n_div} diverged) in {len(summ)} settings x {seeds} seeds"),
-                     ("swept", swept or "–"), ("families", ", ".join(A.families(runs)) or "–")]))
+                     ("swept", swept or "–"), ("families", ", ".join(fams) or "–")]))
     if study.get("question"):
         b += [("h", 2, "Question"), ("p", str(study["question"]))]
     if verdicts:
         b.append(("h", 2, "Claims"))
         for claim, v in verdicts:
             b.append(("verdict", str(claim.get("id", "claim")), v.verdict, str(claim.get("text", "")), v.text))
-        b.append(("p", "Slopes are least-squares fits over the runs (per unit of x), 95% CIs from a bootstrap "
-                       "that resamples seeds within each x value; per-loss numbers in `claims.csv`."))
+        used = list(dict.fromkeys(str(claim.get("check")) for claim, _ in verdicts if claim.get("check") in C.METHODS))
+        b.append(("p", " ".join(C.METHODS[c] for c in used) + " Per-loss numbers in `claims.csv`."))
     if figs:
         b.append(("h", 2, "Figures"))
         b += [("img", f.png.relative_to(folder).as_posix(), f.caption) for f in figs]
     if len(summ):
-        metrics = A.task_metrics(runs)
-        b.append(("h", 2, "Final test metrics (mean ± sd over seeds)"))
-        t = results_table(summ, keys, metrics)
-        if len(t) > MAX_TABLE_ROWS:
-            b.append(("p", f"First {MAX_TABLE_ROWS} of {len(t)} settings; all of them in `summary.csv`."))
-            t = t.head(MAX_TABLE_ROWS)
-        b.append(("table", t))
+        for fam in fams or [None]:
+            sub = runs if fam is None else runs[runs["eval"] == fam]
+            part = summ if fam is None or "eval" not in summ else summ[summ["eval"] == fam]
+            which = f" — {fam}" if len(fams) > 1 else ""
+            b.append(("h", 2, f"Final test metrics{which} (mean ± sd over seeds)"))
+            t = results_table(part, table_keys(sub), A.task_metrics(sub))
+            if len(t) > MAX_TABLE_ROWS:
+                b.append(("p", f"First {MAX_TABLE_ROWS} of {len(t)} settings; all of them in `summary.csv`."))
+                t = t.head(MAX_TABLE_ROWS)
+            b.append(("table", t))
     b.append(("p", "Files: `summary.csv` (per setting: mean, sd, 95% CI half-width per metric), `runs.csv` "
                    "(one row per run), and a CSV beside each figure with the numbers it shows."))
     return b

@@ -10,10 +10,55 @@ A claim (from study.yaml) names its check and the check's arguments:
       larger: [mse]
       smaller: [huber, mae]
 
-A check is a function `(runs, claim) -> Verdict` registered in CHECKS; adding one is a function
-plus one entry. `runs` is the long table (one row per run; columns `loss.name`, the params named
-by the claim, the metric). A verdict is `holds`, `does not hold` or `inconclusive`, with the
-numbers that decide it.
+A check is a function `(runs, claim) -> Verdict` registered in CHECKS (with one sentence on
+its method in METHODS, printed under the verdicts); adding one is a function plus one entry.
+`runs` is the long table (one row per run; columns `loss.name`, the params named by the claim,
+the metric). A verdict is `holds`, `does not hold` or `inconclusive`, with the numbers that
+decide it. Runs without a finite metric (diverged) are left out, and counted in the text.
+
+Keys every check reads:
+    metric   a final-metric column (test/rmse, test/accuracy, ...). Which way is better comes
+             from harness/metric_info.py; `higher_is_better: true|false` sets it for a metric
+             it does not know
+    where    {param: value, ...}: only runs matching all of them (numbers compared as numbers)
+    x        the param the claim is about (outliers.ratio)
+
+Losses. Wherever a check takes losses, an entry is a loss name (`mse`: every run with
+loss.name=mse) or a mapping of params that picks one variant, e.g. {loss.name: triplet,
+loss.mining: hard} or {loss.name: kl, loss.direction: reverse}; it is named like the report's
+series (`triplet (hard)`, `gce (q=0.5)`).
+
+Checks:
+
+  slope_greater   larger: [losses], smaller: [losses]
+      holds when every `larger` loss has a slope of metric on x above every `smaller` loss's,
+      with non-overlapping 95% CIs; does not hold when reversed with the CIs apart.
+  slopes_similar  losses: [two or more]
+      holds when the slopes share a sign and lie within a factor 2, or all CIs overlap.
+  degrades_alike  reference: loss, losses: [losses], at: max | all | value | [values],
+                  baseline: value (default: the smallest x), factor: 2
+      "the robust losses degrade like the reference". Per loss, its degradation: the mean
+      change of the metric, in its worse direction (a rise of RMSE, a fall of accuracy), from
+      x = baseline to the x values `at` (max: the largest x; all: every x but the baseline,
+      averaged). Holds when no loss of `losses` degrades clearly less than `reference`: for
+      each, the CIs overlap or its degradation is at least 1/factor of the reference's; does
+      not hold when one degrades less with the CIs apart and by more than the factor;
+      inconclusive when the reference itself does not degrade (CI reaching 0).
+  better_than     better: loss or [losses], worse: loss or [losses], at: value | [values] (x
+                  values; default: every x value, or all runs when there is no x)
+      holds when, at every x value of `at`, every `better` loss's mean metric is better than
+      every `worse` loss's with non-overlapping 95% t intervals over seeds; does not hold when
+      some `worse` loss is better with the intervals apart at some x value; inconclusive
+      otherwise. Example (classification under label noise):
+
+        - id: gce_beats_ce_under_noise
+          check: better_than
+          metric: test/accuracy
+          x: outliers.ratio
+          at: [0.2, 0.4]
+          where: {outliers.kind: symmetric}
+          better: gce
+          worse: cross_entropy
 
 Slopes. Per loss, within the `where` filter and over runs with a finite metric, the
 least-squares slope of metric y against x:
@@ -22,7 +67,9 @@ least-squares slope of metric y against x:
 
 Its 95% CI is a percentile bootstrap (B = 2000, fixed seed) that resamples runs within each
 x value, so every resample keeps the design's x values; then b* = sum_l n_l (x_l - xbar) ybar*_l / Sxx
-with ybar*_l the resampled mean at level l.
+with ybar*_l the resampled mean at level l. Degradations are linear in the level means too,
+D = s * mean_{l in at}(ybar_l - ybar_baseline) with s = +1 (lower is better) or -1, and get
+their CI from the same stratified bootstrap.
 """
 from __future__ import annotations
 
@@ -32,9 +79,22 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from harness.metric_info import HIGHER_IS_BETTER
+
 LOSS = "loss.name"
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
 N_BOOT = 2000
+
+_SLOPES = ("Slopes are least-squares fits over the runs (per unit of x), 95% CIs from a bootstrap that "
+           "resamples seeds within each x value.")
+METHODS = {  # check -> how it decides, one sentence for the report
+    "slope_greater": _SLOPES,
+    "slopes_similar": _SLOPES,
+    "degrades_alike": ("Degradation = the change of the metric, in its worse direction, from the baseline x value "
+                       "to the compared ones (difference of means over seeds); 95% CIs from a bootstrap that "
+                       "resamples seeds within each x value."),
+    "better_than": "Comparisons of means over seeds at each x value, with 95% t intervals.",
+}
 
 
 @dataclass
@@ -84,6 +144,63 @@ def select(runs: pd.DataFrame, where: dict[str, Any] | None) -> pd.DataFrame:
     return runs[mask]
 
 
+def series_label(entry: Any) -> str:
+    """A claim's loss entry as the report names it: `mse`, `triplet (hard)`, `gce (q=0.5)`."""
+    if not isinstance(entry, dict):
+        return str(entry)
+    name = str(entry.get(LOSS, "runs"))
+    other = [(k, v) for k, v in entry.items() if k != LOSS]
+    words = [str(v) for _, v in other if isinstance(v, str)]
+    nums = [f"{k.split('.', 1)[-1]}={v:g}" if isinstance(v, float) else f"{k.split('.', 1)[-1]}={v}"
+            for k, v in other if not isinstance(v, str)]
+    return f"{name} ({', '.join(words + nums)})" if other else name
+
+
+def series(runs: pd.DataFrame, entry: Any) -> tuple[str, pd.DataFrame]:
+    """The runs of one loss entry (a loss name, or a mapping of params) and its label."""
+    if isinstance(entry, dict):
+        return series_label(entry), select(runs, entry)
+    if LOSS not in runs:
+        raise ClaimError(f"no column {LOSS!r} in the runs")
+    return str(entry), runs[runs[LOSS].astype(str) == str(entry)]
+
+
+def _as_list(v: Any) -> list:
+    if v is None:
+        return []
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def _direction(claim: dict) -> bool:
+    """True when higher is better for the claim's metric (metric_info, or the claim's
+    `higher_is_better`)."""
+    if "higher_is_better" in claim:
+        return bool(claim["higher_is_better"])
+    metric = claim.get("metric")
+    if metric not in HIGHER_IS_BETTER:
+        raise ClaimError(f"metric {metric!r} has no known direction; add higher_is_better: true|false to the claim")
+    return HIGHER_IS_BETTER[metric]
+
+
+def _prepare(runs: pd.DataFrame, claim: dict, need_x: bool) -> pd.DataFrame:
+    """The claim's runs (where filter) after checking that its metric and x exist."""
+    metric, x = claim.get("metric"), claim.get("x")
+    if metric not in runs:
+        raise ClaimError(f"metric: no column {metric!r} in the runs")
+    if (need_x or x is not None) and x not in runs:
+        raise ClaimError(f"x: no column {x!r} in the runs")
+    sub = select(runs, claim.get("where"))
+    if sub.empty:
+        where = ", ".join(f"{k}={v}" for k, v in (claim.get("where") or {}).items())
+        raise ClaimError(f"no runs with {where} in this sweep")
+    return sub
+
+
+def _where_text(claim: dict) -> str:
+    where = ", ".join(f"{k}={v}" for k, v in (claim.get("where") or {}).items())
+    return f" ({where})" if where else ""
+
+
 def slope(x: np.ndarray, y: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float]:
     """Least-squares slope of y on x and its 95% stratified-bootstrap CI (see module doc)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
@@ -115,8 +232,8 @@ def slopes(runs: pd.DataFrame, claim: dict, losses: list[str]) -> pd.DataFrame:
         where = ", ".join(f"{k}={v}" for k, v in (claim.get("where") or {}).items())
         raise ClaimError(f"no runs with {where} in this sweep")
     rows = []
-    for loss in losses:
-        r = sub[sub[LOSS].astype(str) == str(loss)]
+    for entry in losses:
+        loss, r = series(sub, entry)
         xv, yv = pd.to_numeric(r[x], errors="coerce").to_numpy(float), r[metric].to_numpy(float)
         ok = np.isfinite(xv) & np.isfinite(yv)
         b, lo, hi = slope(xv[ok], yv[ok]) if ok.any() else (np.nan,) * 3
@@ -139,6 +256,7 @@ def slope_greater(runs: pd.DataFrame, claim: dict) -> Verdict:
         raise ClaimError("slope_greater needs `larger` and `smaller` lists of losses")
     t = slopes(runs, claim, larger + smaller)
     s = t.set_index("loss")
+    larger, smaller = [series_label(e) for e in larger], [series_label(e) for e in smaller]
     pairs = [(a, b) for a in larger for b in smaller]
     above = all(s.at[a, "ci_lo"] > s.at[b, "ci_hi"] for a, b in pairs)
     below = all(s.at[a, "ci_hi"] < s.at[b, "ci_lo"] for a, b in pairs)
@@ -174,6 +292,168 @@ def slopes_similar(runs: pd.DataFrame, claim: dict, factor: float = 2.0) -> Verd
         why = f"within a factor of {factor:g}" if ratio <= factor else "all CIs overlap"
         return Verdict(HOLDS, f"{desc} {ratio_txt}; {why}.", t)
     return Verdict(FAILS, f"{desc} {ratio_txt} (not within a factor of {factor:g}) and not all CIs overlap.", t)
+
+
+# -- degradation from a baseline x --------------------------------------------------------------
+def degradation(x: np.ndarray, y: np.ndarray, baseline: float, at: list[float], sign: float,
+                n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float]:
+    """D = sign * mean_{l in at}(ybar_l - ybar_baseline) and its 95% stratified-bootstrap CI
+    (runs resampled within each x value, as for slopes). NaN when a level has no runs."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    levels = [baseline] + list(at)
+    groups = [y[np.isclose(x, v)] for v in levels]
+    if any(len(g) == 0 for g in groups):
+        return np.nan, np.nan, np.nan
+    w = np.array([-1.0] + [1.0 / len(at)] * len(at)) * sign      # D = sum_l w_l ybar_l
+    d = float(w @ np.array([g.mean() for g in groups]))
+    rng = np.random.default_rng(seed)
+    boot = np.column_stack([g[rng.integers(0, len(g), size=(n_boot, len(g)))].mean(axis=1) for g in groups])
+    lo, hi = np.percentile(boot @ w, [2.5, 97.5])
+    return d, float(lo), float(hi)
+
+
+@register("degrades_alike")
+def degrades_alike(runs: pd.DataFrame, claim: dict) -> Verdict:
+    """See the module doc: do `losses` degrade (from x = baseline to x in `at`) as much as
+    `reference`, within overlapping CIs or a `factor`?"""
+    ref, losses = claim.get("reference"), _as_list(claim.get("losses"))
+    if ref is None or not losses:
+        raise ClaimError("degrades_alike needs a `reference` loss and a `losses` list")
+    metric, x = claim.get("metric"), claim.get("x")
+    sub = _prepare(runs, claim, need_x=True)
+    higher = _direction(claim)
+    factor = float(claim.get("factor", 2.0))
+    if factor < 1:
+        raise ClaimError(f"factor: {factor:g}; needs a number >= 1")
+    xs = np.sort(pd.to_numeric(sub[x], errors="coerce").dropna().unique())
+    if len(xs) < 2:
+        raise ClaimError(f"degrades_alike needs runs at two or more values of {x}")
+    base = float(claim.get("baseline", xs[0]))
+    if not np.isclose(xs, base).any():
+        raise ClaimError(f"baseline: no runs at {x}={base:g} (values: {', '.join(f'{v:g}' for v in xs)})")
+    rest = [float(v) for v in xs if not np.isclose(v, base)]
+    at_arg = claim.get("at", "max")
+    if at_arg == "max":
+        at = [max(rest)]
+    elif at_arg == "all":
+        at = rest
+    else:
+        at = [float(v) for v in _as_list(at_arg)]
+        missing = [v for v in at if not np.isclose(xs, v).any()]
+        if missing:
+            raise ClaimError(f"at: no runs at {x}={', '.join(f'{v:g}' for v in missing)} "
+                             f"(values: {', '.join(f'{v:g}' for v in xs)})")
+    sign = -1.0 if higher else 1.0
+    rows = []
+    for i, entry in enumerate([ref] + losses):
+        label, r = series(sub, entry)
+        xv, yv = pd.to_numeric(r[x], errors="coerce").to_numpy(float), r[metric].to_numpy(float)
+        ok = np.isfinite(xv) & np.isfinite(yv)
+        d, lo, hi = degradation(xv[ok], yv[ok], base, at, sign)
+        rows.append(dict(loss=label, role="compared" if i else "reference", degradation=d, ci_lo=lo,
+                         ci_hi=hi, baseline=base, at=",".join(f"{v:g}" for v in at), n=int(ok.sum()),
+                         n_dropped=int((~ok).sum())))
+    t = pd.DataFrame(rows)
+    missing = t.loc[t["degradation"].isna(), "loss"].tolist()
+    if missing:
+        raise ClaimError(f"no degradation for {', '.join(missing)}: needs finite {metric} at {x}={base:g} and at "
+                         f"{', '.join(f'{v:g}' for v in at)}{_where_text(claim) or ''}")
+    word = "fall" if higher else "rise"
+    to = f"{at[0]:g}" if len(at) == 1 else f"each of {', '.join(f'{v:g}' for v in at)} (averaged)"
+    parts = [f"{r.loss} {r.degradation:+.3g} [{r.ci_lo:+.3g}, {r.ci_hi:+.3g}]" for r in t.itertuples()]
+    dropped = int(t["n_dropped"].sum())
+    desc = (f"{word.capitalize()} of {metric} from {x}={base:g} to {to}{_where_text(claim)}, 95% CI: "
+            + "; ".join(parts) + (f"; {dropped} runs without a finite value left out" if dropped else ""))
+    r0 = t.iloc[0]
+    if r0.ci_lo <= 0:
+        return Verdict(UNSURE, f"{desc}. The reference {r0.loss} does not clearly degrade (its CI reaches 0), so "
+                               f"there is nothing to degrade alike.", t)
+    ratios, smaller = [], []
+    for r in t.iloc[1:].itertuples():
+        ratio = r.degradation / r0.degradation
+        ratios.append(f"{r.loss} {ratio:.2f}x")
+        overlap = r.ci_hi >= r0.ci_lo and r.ci_lo <= r0.ci_hi
+        if not overlap and ratio < 1 / factor:
+            smaller.append(r.loss)
+    t["vs_reference"] = t["degradation"] / r0.degradation
+    rel = f"Relative to {r0.loss}: {', '.join(ratios)}"
+    if smaller:
+        return Verdict(FAILS, f"{desc}. {rel}. {_names(smaller)} degrade{'s' * (len(smaller) == 1)} clearly less "
+                              f"than {r0.loss} (CIs apart, below 1/{factor:g} of its {word}).", t)
+    return Verdict(HOLDS, f"{desc}. {rel}. None degrades clearly less than {r0.loss}: each CI overlaps "
+                          f"{r0.loss}'s or its {word} is within a factor {factor:g} of it.", t)
+
+
+# -- better at given x values -----------------------------------------------------------------
+@register("better_than")
+def better_than(runs: pd.DataFrame, claim: dict) -> Verdict:
+    """See the module doc: is every `better` loss's mean clearly better than every `worse`
+    loss's (95% t intervals apart) at each x value of `at`?"""
+    from harness.report.aggregate import t_ci95
+
+    better, worse = _as_list(claim.get("better")), _as_list(claim.get("worse"))
+    if not better or not worse:
+        raise ClaimError("better_than needs `better` and `worse` losses")
+    metric, x = claim.get("metric"), claim.get("x")
+    if claim.get("at") is not None and x is None:
+        raise ClaimError("better_than: `at` needs `x`, the param its values belong to")
+    sub = _prepare(runs, claim, need_x=False)
+    higher = _direction(claim)
+    if x is not None:
+        xs = np.sort(pd.to_numeric(sub[x], errors="coerce").dropna().unique())
+        at = [float(v) for v in _as_list(claim.get("at"))] or [float(v) for v in xs]
+        missing = [v for v in at if not np.isclose(xs, v).any()]
+        if missing:
+            raise ClaimError(f"at: no runs at {x}={', '.join(f'{v:g}' for v in missing)} "
+                             f"(values: {', '.join(f'{v:g}' for v in xs)})")
+    else:
+        at = [np.nan]
+    rows = []
+    for role, entries in (("better", better), ("worse", worse)):
+        for entry in entries:
+            label, r = series(sub, entry)
+            for v in at:
+                rv = r if x is None else r[np.isclose(pd.to_numeric(r[x], errors="coerce").astype(float), v)]
+                y = rv[metric].to_numpy(float)
+                ok = np.isfinite(y)
+                n, mean = int(ok.sum()), float(y[ok].mean()) if ok.any() else np.nan
+                sd = float(y[ok].std(ddof=1)) if n >= 2 else np.nan
+                half = t_ci95(sd, n) if n >= 2 else np.nan
+                rows.append(dict(loss=label, role=role, at=v, n=n, n_dropped=int((~ok).sum()), mean=mean,
+                                 ci_lo=mean - half, ci_hi=mean + half))
+    t = pd.DataFrame(rows)
+    if x is None:
+        t = t.drop(columns="at")
+    thin = t.loc[t["n"] < 2, "loss"].unique().tolist()
+    where_at = (lambda v: f" at {x}={v:g}") if x is not None else (lambda v: "")
+    parts = []
+    for v in at:
+        tv = t if x is None else t[t["at"] == v]
+        parts.append(where_at(v).strip() + (": " if x is not None else "")
+                     + "; ".join(f"{r.loss} {r.mean:.4g} [{r.ci_lo:.4g}, {r.ci_hi:.4g}]" for r in tv.itertuples()))
+    dropped = int(t["n_dropped"].sum())
+    desc = (f"Mean {metric} ({'higher' if higher else 'lower'} is better){_where_text(claim)}, 95% CI over seeds: "
+            + " | ".join(parts) + (f"; {dropped} runs without a finite value left out" if dropped else ""))
+    if thin:
+        return Verdict(UNSURE, f"{desc}. {_names(thin)}: fewer than 2 runs with a finite value at some x value, "
+                               f"so no interval.", t)
+    key = lambda r: (r.ci_lo, r.ci_hi) if higher else (-r.ci_hi, -r.ci_lo)   # (worst, best) end, as "goodness"
+    won, lost = [], []
+    for v in at:
+        tv = t if x is None else t[t["at"] == v]
+        b_rows, w_rows = tv[tv["role"] == "better"], tv[tv["role"] == "worse"]
+        for a in b_rows.itertuples():
+            for b in w_rows.itertuples():
+                (a_lo, a_hi), (b_lo, b_hi) = key(a), key(b)
+                won.append(a_lo > b_hi)
+                if b_lo > a_hi:
+                    lost.append(f"{b.loss} over {a.loss}{where_at(v)}")
+    names = f"{_names([series_label(e) for e in better])} better than {_names([series_label(e) for e in worse])}"
+    if all(won):
+        return Verdict(HOLDS, f"{desc}. {names} at every x value compared, with the intervals apart.", t)
+    if lost:
+        return Verdict(FAILS, f"{desc}. Reversed, intervals apart: {'; '.join(lost)}.", t)
+    return Verdict(UNSURE, f"{desc}. The intervals overlap for at least one pair, so {names} is not established.", t)
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -1,15 +1,23 @@
 """Which figures a sweep gets, and the tables behind them (drawn by plots.py).
 
-Per metric family (the runs' `eval` column) present in the sweep:
+Per metric family (the runs' `eval` column) present in the sweep; file names get a `<family>_`
+prefix when the sweep holds more than one family:
 
-  1. the family's primary metric (metric_info.PRIMARY: test RMSE, accuracy, recall@1, ...) vs
-     outlier ratio: mean +- 95% CI over seeds, one line per loss, one panel per value of the
-     other varying params (at most MAX_PANELS panels);
+  1. the family's primary metric (metric_info.PRIMARY: test RMSE, accuracy, recall@1, KL) vs
+     outlier ratio (label-noise ratio for classification data): mean +- 95% CI over seeds, one
+     line per series (the loss and its varying settings: `kl (reverse)`), one panel per value
+     of the other varying params (at most MAX_PANELS panels); without a varying ratio, one point
+     per series;
   2. when tuning params vary (optimizer.*, regularization.*, train.*): the same, keeping per
-     loss, outlier ratio and scenario only the best setting, selected on the test metric itself
+     series, ratio and scenario only the best setting, selected on the test metric itself
      (an optimistic, oracle choice, and labelled so);
-  3. train/loss curves: median over seeds per loss, panels = scenario (rows) x a few outlier
-     ratios (columns). Histories are fetched only for the runs drawn, at most MAX_CURVE_RUNS.
+  3. density family: the target mixture p and every run's fitted Gaussian q (one thin line per
+     run: averaging mu over seeds that settled on opposite modes would draw a Gaussian no run
+     fitted), titled with where each series' fits sit (both modes covered / one mode);
+  4. curves, median over seeds per series, panels = scenario (rows) x a few ratios (columns):
+     the primary metric at each eval point where the family logs it as a curve
+     (metric_info.CURVE_METRICS), and train/loss. Histories are fetched only for the runs drawn,
+     at most MAX_CURVE_RUNS per figure.
 """
 from __future__ import annotations
 
@@ -20,7 +28,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from harness.metric_info import HIGHER_IS_BETTER, PRIMARY
+from harness.metric_info import CURVE_METRICS, HIGHER_IS_BETTER, LABELS, PRIMARY
 from harness.report import aggregate as A
 from harness.report import plots
 
@@ -28,13 +36,25 @@ MAX_PANELS = 12
 MAX_CURVE_ROWS, MAX_CURVE_COLS = 4, 5
 MAX_CURVE_RUNS = 300
 
-# how a metric reads on an axis; its unit where it has one
-LABELS = {
-    "test/rmse": "test RMSE (target units)", "test/mae": "test MAE (target units)", "test/r2": "test R²",
-    "param_error": "‖ŵ − w*‖₂ (weight error)", "test/accuracy": "test accuracy (fraction)",
-    "test/recall_at_1": "test recall@1 (fraction)", "test/kl": "test KL (nats)", "train/loss": "training loss",
-}
-X_LABELS = {"outliers.ratio": "outlier ratio (fraction of training rows corrupted)", "optimizer.lr": "learning rate"}
+CLASSIFICATION = {"binary", "multiclass"}
+MIXTURE = {"weight": "dataset.weight", "mean1": "dataset.mean1", "mean2": "dataset.mean2", "sd1": "dataset.sd1",
+           "sd2": "dataset.sd2"}   # harness/data/synthetic.py Mixture: p = w N(mean1, sd1^2) + (1-w) N(mean2, sd2^2)
+DENSITY_GRID = 401
+
+
+def x_label(x: str | None, runs: pd.DataFrame) -> str:
+    """The x axis: the ratio of corrupted training rows, said as label noise where the data
+    are classification data (the `task` column, also for embedding losses trained on labels)."""
+    if x == A.X_DEFAULT:
+        tasks = set(runs["task"].dropna()) if "task" in runs else set()
+        if tasks and tasks <= CLASSIFICATION:
+            return "label-noise ratio (fraction of training labels changed)"
+        return "outlier ratio (fraction of training rows corrupted)"
+    return {"optimizer.lr": "learning rate"}.get(x, x or "loss")
+
+
+def short_x(x: str | None, runs: pd.DataFrame) -> str:
+    return x_label(x, runs).split(" (")[0] if x else ""
 
 
 @dataclass
@@ -49,21 +69,29 @@ def metric_label(m: str) -> str:
     return f"{base}, {better}" if better else base
 
 
-def make_figures(runs: pd.DataFrame, out: Path, fetch_curves: Callable[[list[str]], pd.DataFrame]) -> list[Figure]:
-    """All figures for the sweep's runs, written into `out`; `fetch_curves(run_ids)` returns the
-    long table run_id, step, value of train/loss."""
+def make_figures(runs: pd.DataFrame, out: Path,
+                 fetch_curves: Callable[[list[str], str], pd.DataFrame]) -> list[Figure]:
+    """All figures for the sweep's runs, written into `out`; `fetch_curves(run_ids, key)` returns
+    the long table run_id, step, value of metric `key` (train/loss, test/accuracy, ...)."""
     figs: list[Figure] = []
-    fams = A.families(runs)
+    fams = A.families(runs) or [None]
     for fam in fams:
-        sub = runs[runs["eval"] == fam]
-        metric = PRIMARY.get(fam)
-        if metric not in sub or not np.isfinite(sub[metric].astype(float)).any():
-            continue
-        tag = f"{fam}_" if len(fams) > 1 else ""
-        figs += primary_figures(sub, metric, out, tag, f" ({fam})" if len(fams) > 1 else "")
-    cur = curve_figure(runs, out, fetch_curves)
-    if cur is not None:
-        figs.append(cur)
+        sub = runs if fam is None else runs[runs["eval"] == fam]
+        tag, suffix = (f"{fam}_", f" ({fam})") if len(fams) > 1 else ("", "")
+        metric = PRIMARY.get(fam or "regression")
+        if metric in sub and np.isfinite(sub[metric].astype(float)).any():
+            figs += primary_figures(sub, metric, out, tag, suffix)
+        if fam == "density":
+            d = density_figure(sub, out, tag, suffix)
+            if d is not None:
+                figs.append(d)
+        if metric in CURVE_METRICS.get(fam or "", []):
+            c = curve_figure(sub, out, fetch_curves, metric, tag, suffix)
+            if c is not None:
+                figs.append(c)
+        c = curve_figure(sub, out, fetch_curves, "train/loss", tag, suffix)
+        if c is not None:
+            figs.append(c)
     return figs
 
 
@@ -95,28 +123,42 @@ def _cap_panels(t: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return t[[k in shown for k in zip(t["row"], t["col"])]], note
 
 
+def _over_seeds(seeds: int) -> str:
+    if seeds <= 1:
+        return "one seed, so no interval"
+    return f"mean ± 95% CI over {seeds} seeds"
+
+
+def _interval_note(seeds: int) -> str:
+    if seeds <= 1:
+        return "One seed per setting: points are single runs, without error bars."
+    note = "Error bars: t interval over seeds"
+    if seeds == 2:
+        note += " (with 2 seeds t = 12.7, so the bars are wide by construction)"
+    return note + "."
+
+
 def primary_figures(sub: pd.DataFrame, metric: str, out: Path, tag: str, fam: str) -> list[Figure]:
     r = A.roles(sub)
     vals = sub[metric].astype(float)
     nonneg = bool((vals[np.isfinite(vals)] >= 0).all())
     seeds = sub[A.SEED].nunique() if A.SEED in sub else 1
-    x_label = X_LABELS.get(r.x, r.x or "loss")
+    xl = x_label(r.x, sub)
     slug = f"{tag}{_slug(metric)}_vs_{_slug(r.x or 'loss')}"
     st = A.stats(sub, r.line + ([r.x] if r.x else []) + r.facets, [metric])
     t, note = _cap_panels(_plot_table(st, metric, r, r.facets))
-    what = f"{LABELS.get(metric, metric)} vs {x_label.split(' (')[0]}" if r.x else LABELS.get(metric, metric)
-    title = f"{what} — mean ± 95% CI over {seeds} seed{'s' * (seeds != 1)}{fam}"
-    png = plots.metric_plot(t, out / slug, ylabel=metric_label(metric), xlabel=x_label, title=title,
+    what = f"{LABELS.get(metric, metric)} vs {short_x(r.x, sub)}" if r.x else LABELS.get(metric, metric)
+    title = f"{what} — {_over_seeds(seeds)}{fam}"
+    png = plots.metric_plot(t, out / slug, ylabel=metric_label(metric), xlabel=xl, title=title,
                             nonnegative=nonneg)
     n_div = int(t["n_diverged"].sum())
-    figs = [Figure(png, f"{title}. Error bars: t interval over seeds; diverged runs "
-                        f"({n_div}) are left out of the means.{note}")]
+    figs = [Figure(png, f"{title}. {_interval_note(seeds)} Diverged runs ({n_div}) are left out of the means.{note}")]
     if r.tuning:
-        figs.append(_best_figure(sub, metric, r, out, slug, x_label, what, seeds, nonneg))
+        figs.append(_best_figure(sub, metric, r, out, slug, xl, what, seeds, nonneg))
     return figs
 
 
-def _best_figure(sub, metric, r: A.Roles, out: Path, slug: str, x_label: str, what: str, seeds: int,
+def _best_figure(sub, metric, r: A.Roles, out: Path, slug: str, xl: str, what: str, seeds: int,
                  nonneg: bool) -> Figure:
     by = r.line + ([r.x] if r.x else []) + r.scenario
     st = A.stats(sub, by + r.tuning, [metric])
@@ -125,14 +167,118 @@ def _best_figure(sub, metric, r: A.Roles, out: Path, slug: str, x_label: str, wh
     t, note = _cap_panels(_plot_table(best, metric, r, r.scenario))
     tuned = ", ".join(r.tuning)
     title = f"{what}: best {tuned} per loss — selected on test metric (optimistic)"
-    png = plots.metric_plot(t, out / f"{slug}_best", ylabel=metric_label(metric), xlabel=x_label, title=title,
+    png = plots.metric_plot(t, out / f"{slug}_best", ylabel=metric_label(metric), xlabel=xl, title=title,
                             nonnegative=nonneg)
-    return Figure(png, f"{title}. For each loss{', outlier ratio' if r.x else ''} and panel, the setting of "
-                       f"{tuned} with the best mean test value over {seeds} seeds; selected on the same test "
-                       f"metric it reports, so it flatters every loss. Chosen settings: column `setting` of "
-                       f"{slug}_best.csv.{note}")
+    return Figure(png, f"{title}. For each loss{', ' + short_x(r.x, sub) if r.x else ''} and panel, the setting "
+                       f"of {tuned} with the best mean test value over {seeds} seed{'s' * (seeds != 1)}; selected "
+                       f"on the same test metric it reports, so it flatters every loss. Chosen settings: column "
+                       f"`setting` of {slug}_best.csv.{note}")
 
 
+# -- density: the target mixture and the fitted Gaussians ------------------------------------
+def normal_pdf(x: np.ndarray, mu: float, sd: float) -> np.ndarray:
+    return np.exp(-0.5 * ((x - mu) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
+
+
+def mixture_of(row: pd.Series | dict) -> dict[str, float] | None:
+    """The target mixture from a run's params (None when a parameter is missing)."""
+    try:
+        mix = {k: float(row[c]) for k, c in MIXTURE.items()}
+    except (KeyError, TypeError, ValueError):
+        return None
+    return mix if all(np.isfinite(v) for v in mix.values()) else None
+
+
+def mixture_pdf(x: np.ndarray, mix: dict[str, float]) -> np.ndarray:
+    w = mix["weight"]
+    return w * normal_pdf(x, mix["mean1"], mix["sd1"]) + (1 - w) * normal_pdf(x, mix["mean2"], mix["sd2"])
+
+
+def mixture_text(mix: dict[str, float]) -> str:
+    w = mix["weight"]
+    return (f"p = {w:g}·N({mix['mean1']:g}, {mix['sd1']:g}²) + {1 - w:g}·N({mix['mean2']:g}, {mix['sd2']:g}²)")
+
+
+def fit_place(mu: float, sigma: float, mix: dict[str, float]) -> str:
+    """Where a fitted q = N(mu, sigma^2) sits: `one mode` when it puts >= 80% of its mass within
+    2 sd of one mode's mean and < 10% near the other, `both modes` when it puts >= 10% near
+    each, `neither` otherwise (a fit that has not found the data)."""
+    from math import erf, sqrt
+
+    cdf = lambda z: 0.5 * (1 + erf((z - mu) / (sigma * sqrt(2))))
+    near = [cdf(mix[f"mean{j}"] + 2 * mix[f"sd{j}"]) - cdf(mix[f"mean{j}"] - 2 * mix[f"sd{j}"]) for j in (1, 2)]
+    if max(near) >= 0.8 and min(near) < 0.1:
+        return "one mode"
+    if min(near) >= 0.1:
+        return "both modes"
+    return "neither"
+
+
+def _density_grid(mix: dict[str, float], fits: pd.DataFrame) -> np.ndarray:
+    """From 4 sd below the lower mode to 4 sd above the upper one, widened to show each fit
+    (mu +- 3 sigma) but never to more than three times the mixture's own span."""
+    lo = min(mix["mean1"] - 4 * mix["sd1"], mix["mean2"] - 4 * mix["sd2"])
+    hi = max(mix["mean1"] + 4 * mix["sd1"], mix["mean2"] + 4 * mix["sd2"])
+    span = hi - lo
+    if len(fits):
+        lo = max(min(lo, float((fits["fit/mu"] - 3 * fits["fit/sigma"]).min())), lo - span)
+        hi = min(max(hi, float((fits["fit/mu"] + 3 * fits["fit/sigma"]).max())), hi + span)
+    return np.linspace(lo, hi, DENSITY_GRID)
+
+
+def density_figure(sub: pd.DataFrame, out: Path, tag: str, fam: str) -> Figure | None:
+    """The target mixture p (thick, black) and each run's fitted q (thin, one colour per series),
+    one panel per value of the other varying params. CSV: one row per grid point and run,
+    columns row, col, line, seed, run_id, x, p, q (q empty for p's own rows, line = `target p`)."""
+    if not {"fit/mu", "fit/sigma", *MIXTURE.values()} <= set(sub.columns):
+        return None
+    r = A.roles(sub)
+    facets = ([r.x] if r.x else []) + r.facets
+    df = _panels(sub, facets)
+    df["line"] = df.apply(lambda row: A.line_label(row, r.line), axis=1)
+    ok = np.isfinite(df["fit/mu"].astype(float)) & np.isfinite(df["fit/sigma"].astype(float)) & (df["fit/sigma"] > 0)
+    keys = list(dict.fromkeys(zip(df["row"], df["col"])))[:MAX_PANELS]
+    parts, places = [], []
+    for rk, ck in keys:
+        p = df[(df["row"] == rk) & (df["col"] == ck)]
+        mix = mixture_of(p.iloc[0])
+        if mix is None:
+            continue
+        fits = p[ok.loc[p.index]]
+        x = _density_grid(mix, fits)
+        parts.append(pd.DataFrame({"row": rk, "col": ck, "line": "target p", "seed": np.nan, "run_id": "",
+                                   "x": x, "p": mixture_pdf(x, mix), "q": np.nan, "mixture": mixture_text(mix)}))
+        for _, run in fits.sort_values([c for c in ("line", A.SEED) if c in fits]).iterrows():
+            mu, sd = float(run["fit/mu"]), float(run["fit/sigma"])
+            parts.append(pd.DataFrame({"row": rk, "col": ck, "line": run["line"], "seed": run.get(A.SEED, np.nan),
+                                       "run_id": run["run_id"], "x": x, "p": mixture_pdf(x, mix),
+                                       "q": normal_pdf(x, mu, sd), "mixture": mixture_text(mix)}))
+            places.append((run["line"], fit_place(mu, sd, mix)))
+    if not places:
+        return None
+    t = pd.concat(parts, ignore_index=True)
+    verdicts = []
+    for line in sorted(dict.fromkeys(lab for lab, _ in places)):
+        got = [pl for lab, pl in places if lab == line]
+        counts = [(pl, got.count(pl)) for pl in ("both modes", "one mode", "neither") if pl in got]
+        verdicts.append(f"{line}: " + ", ".join(
+            (f"{k} in {n}/{len(got)} runs" if len(counts) > 1 else f"{k}" + (f" (all {n} runs)" if n > 1 else ""))
+            for k, n in counts))
+    n_bad = int((~ok).sum())
+    title = "Fitted Gaussian q vs target mixture p — " + "; ".join(verdicts) + fam
+    png = plots.density_plot(t, out / f"{tag}density_fits", title=title)
+    mixes = sorted(set(t["mixture"]))
+    return Figure(png, f"{title}. Black: the target density {mixes[0] if len(mixes) == 1 else '(per panel)'}; thin "
+                       f"lines: the Gaussian each run fitted (fit/mu, fit/sigma at the last step), one per run. Forward "
+                       f"KL(p‖q) is maximum likelihood: q must put mass wherever p has it, so it spreads over both "
+                       f"modes (mode-covering). Reverse KL(q‖p) charges q for mass where p has little, so a narrow q "
+                       f"on one mode can win (mode-seeking); it can also stay between symmetric modes when it starts "
+                       f"near the middle. 'one mode': >= 80% of q's mass within 2 sd of one mode's mean; 'both "
+                       f"modes': >= 10% near each."
+                       + (f" {n_bad} runs without a finite fit are not drawn." if n_bad else ""))
+
+
+# -- curves ------------------------------------------------------------------------------------
 def curve_runs(runs: pd.DataFrame, cap: int = MAX_CURVE_RUNS) -> tuple[pd.DataFrame, A.Roles]:
     """The runs whose curves are drawn: scenario rows (<= MAX_CURVE_ROWS) x outlier ratios
     (<= MAX_CURVE_COLS, spread over the range), the best tuning setting per loss where tuning
@@ -162,33 +308,48 @@ def curve_runs(runs: pd.DataFrame, cap: int = MAX_CURVE_RUNS) -> tuple[pd.DataFr
     return df.head(cap), r
 
 
-def curve_figure(runs: pd.DataFrame, out: Path, fetch_curves) -> Figure | None:
+def curve_figure(runs: pd.DataFrame, out: Path, fetch_curves, key: str = "train/loss", tag: str = "",
+                 fam: str = "") -> Figure | None:
+    """Median over seeds of one metric's history per series; `key` train/loss or a test metric."""
     chosen, r = curve_runs(runs)
     if chosen.empty:
         return None
-    hist = fetch_curves(chosen["run_id"].tolist())
-    if hist.empty:
+    hist = fetch_curves(chosen["run_id"].tolist(), key)
+    if hist.empty or hist["step"].nunique() < 2:
         return None
+    xs = short_x(r.x, runs)
     lab = pd.DataFrame({"run_id": chosen["run_id"],
                         "row": chosen.apply(lambda row: A.facet_label(row, r.scenario), axis=1) if r.scenario else "",
-                        "col": chosen[r.x].map(lambda v: f"{r.x}={v:g}") if r.x else "",
+                        "col": chosen[r.x].map(lambda v: f"{xs} {v:g}") if r.x else "",
                         "line": chosen.apply(lambda row: A.line_label(row, r.line), axis=1)})
     h = hist.merge(lab, on="run_id")
     g = h.groupby(["row", "col", "line", "step"], sort=False)["value"]
     t = pd.DataFrame({"median": g.median(), "q25": g.quantile(0.25), "q75": g.quantile(0.75),
                       "n_runs": g.count()}).reset_index()
     if r.x:  # panels left to right by increasing x, not in the order the runs came
-        order = {f"{r.x}={v:g}": v for v in chosen[r.x].dropna().unique()}
+        order = {f"{xs} {v:g}": v for v in chosen[r.x].dropna().unique()}
         t = t.assign(_x=t["col"].map(order)).sort_values(["row", "_x", "line", "step"]).drop(columns="_x")
     else:
         t = t.sort_values(["row", "col", "line", "step"])
     seeds = chosen[A.SEED].nunique() if A.SEED in chosen else 1
+    over = f"median over {seeds} seeds" if seeds > 1 else "one seed"
     sel = " (best setting per loss, selected on test metric)" if r.tuning else ""
-    title = f"Training loss (each loss in its own units) — median over {seeds} seed{'s' * (seeds != 1)}{sel}"
-    png = plots.curve_plot(t, out / "train_loss_curves", ylabel=LABELS["train/loss"], title=title)
-    return Figure(png, f"{title}; shaded: inter-quartile range over seeds. Drawn from {len(chosen)} runs "
-                       f"(histories fetched for these only). Losses differ in scale (squared vs absolute "
-                       f"error), so compare shapes, not heights, across losses.")
+    train = key == "train/loss"
+    what = "Training loss (each loss in its own units)" if train else f"{LABELS.get(key, key)} during training"
+    title = f"{what} — {over}{sel}{fam}"
+    positive = bool((t["q25"].dropna() > 0).all() and (t["median"].dropna() > 0).all())
+    spread = t["median"].max() / t["median"].min() if positive and t["median"].min() > 0 else 1.0
+    log_y = positive and (train or (HIGHER_IS_BETTER.get(key) is False and spread >= 10))
+    name = "train_loss_curves" if train else f"{_slug(key)}_curves"
+    png = plots.curve_plot(t, out / f"{tag}{name}", ylabel=LABELS.get(key, key) if train else metric_label(key),
+                           title=title, log_y=log_y)
+    band = "; shaded: inter-quartile range over seeds" if seeds > 1 else ""
+    cap = f"{title}{band}. Drawn from {len(chosen)} runs (histories fetched for these only)."
+    if train:
+        cap += " Losses differ in scale and meaning, so compare shapes, not heights, across losses."
+    else:
+        cap += " Test metric at each evaluation point (train.eval_every)."
+    return Figure(png, cap)
 
 
 def _slug(s: str) -> str:

@@ -8,6 +8,8 @@ single row the panels wrap, at most WRAP per line.
                  mean +- ci95 per line (error bars), x numeric or categorical
     curve_plot   columns row, col, line, step, median, q25, q75, n_runs
                  median over runs per line, the inter-quartile band shaded
+    density_plot columns row, col, line, run_id, x, p, q (line `target p`: p's own rows)
+                 the target density thick and black, one thin line per run's fitted q
 """
 from __future__ import annotations
 
@@ -71,9 +73,10 @@ def _figure(nrows: int, ncols: int, w: float = 4.2, h: float = 3.2):
     return fig, axes
 
 
-def _finish(fig, handles: dict, title: str, path: Path) -> None:
+def _finish(fig, handles: dict, title: str, path: Path, sort: bool = True) -> None:
     if handles:
-        fig.legend([handles[k] for k in sorted(handles)], sorted(handles), loc="outside lower center",
+        names = sorted(handles) if sort else list(handles)
+        fig.legend([handles[k] for k in names], names, loc="outside lower center",
                    ncol=min(len(handles), 5), frameon=False, fontsize=9)
     import textwrap
 
@@ -157,9 +160,9 @@ def metric_plot(table: pd.DataFrame, path: Path, *, ylabel: str, xlabel: str, ti
     return path.with_suffix(".png")
 
 
-def curve_plot(table: pd.DataFrame, path: Path, *, ylabel: str, title: str) -> Path:
-    """Median training curve per loss (inter-quartile band shaded), one panel per facet value;
-    log y axis when every value is positive."""
+def curve_plot(table: pd.DataFrame, path: Path, *, ylabel: str, title: str, log_y: bool | None = None) -> Path:
+    """Median curve per loss (inter-quartile band shaded), one panel per facet value; log y axis
+    when `log_y`, or by default when every value is positive."""
     path = Path(path)
     table.to_csv(path.with_suffix(".csv"), index=False)
     keys, nrows, ncols = _grid(table)
@@ -168,6 +171,7 @@ def curve_plot(table: pd.DataFrame, path: Path, *, ylabel: str, title: str) -> P
     cmap = colors(lines)
     handles = {}
     positive = bool((table["q25"].dropna() > 0).all() and (table["median"].dropna() > 0).all())
+    positive = positive if log_y is None else bool(log_y and positive)
     for i, ax in enumerate(axes.flat):
         if i >= len(keys):
             ax.set_visible(False)
@@ -187,4 +191,48 @@ def curve_plot(table: pd.DataFrame, path: Path, *, ylabel: str, title: str) -> P
         _label_panel(ax, i, keys[i], nrows, ncols, len(keys), "step", ylabel)
         ax.grid(alpha=0.3, which="both" if positive else "major")
     _finish(fig, handles, title, path)
+    return path.with_suffix(".png")
+
+
+TARGET = "target p"
+
+
+def density_plot(table: pd.DataFrame, path: Path, *, title: str, xlabel: str = "value",
+                 ylabel: str = "density") -> Path:
+    """The target density (rows with line == TARGET) and each run's fitted density q (thin, one
+    colour per line, one curve per run_id), one panel per facet value; the panel title names
+    the target (column `mixture`) when the table has one."""
+    path = Path(path)
+    table.to_csv(path.with_suffix(".csv"), index=False)
+    keys, nrows, ncols = _grid(table)
+    fig, axes = _figure(nrows, ncols, w=5.0, h=3.4)
+    lines = [lab for lab in dict.fromkeys(table["line"]) if lab != TARGET]
+    cmap = colors(lines)
+    handles = {}
+    for i, ax in enumerate(axes.flat):
+        if i >= len(keys):
+            ax.set_visible(False)
+            continue
+        r, c = keys[i]
+        p = table[(table["row"] == r) & (table["col"] == c)]
+        tgt = p[p["line"] == TARGET]
+        if len(tgt):
+            (h,) = ax.plot(tgt["x"], tgt["p"], color="black", lw=2.4, zorder=3)
+            ax.fill_between(tgt["x"], 0, tgt["p"], color="black", alpha=0.07, lw=0)
+            handles.setdefault(TARGET, h)
+        for lab in lines:
+            d = p[p["line"] == lab]
+            runs = list(dict.fromkeys(d["run_id"]))
+            alpha = 0.9 if len(runs) <= 3 else max(0.35, 0.9 * 3 / len(runs))
+            for rid in runs:
+                q = d[d["run_id"] == rid]
+                (h,) = ax.plot(q["x"], q["q"], color=cmap[lab], lw=1.1, alpha=alpha, zorder=4)
+                handles.setdefault(lab, h)
+        ax.set_ylim(bottom=0)
+        mix = str(p["mixture"].iloc[0]) if "mixture" in p and len(p) else ""
+        key = (r, " | ".join(s for s in (c, mix) if s)) if r == "" else (r, c)
+        _label_panel(ax, i, key, nrows, ncols, len(keys), xlabel, ylabel)
+        ax.grid(alpha=0.3)
+    order = ([TARGET] if TARGET in handles else []) + sorted(k for k in handles if k != TARGET)
+    _finish(fig, {k: handles[k] for k in order}, title, path, sort=False)
     return path.with_suffix(".png")

@@ -94,7 +94,6 @@ class BatchedLauncher(Launcher):
                                        _return_value=error or RuntimeError("not run: an earlier stack failed"))
         if isinstance(error, KeyboardInterrupt):
             raise error
-        _write_timing(sweep_dir)
         return returns  # type: ignore[return-value]
 
     def _specs(self, job_overrides):
@@ -144,15 +143,3 @@ def _task_name(config) -> str:
         return str(config.hydra.job.name)
     except Exception:
         return "harness"
-
-
-def _write_timing(sweep_dir: str) -> None:
-    import json
-
-    from harness import timing
-
-    try:
-        with open(os.path.join(sweep_dir, "timing.json"), "w") as f:
-            json.dump(timing.snapshot(), f, indent=1)
-    except OSError:
-        pass

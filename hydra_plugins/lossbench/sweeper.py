@@ -62,11 +62,14 @@ class LossbenchSweeper(BasicSweeper):
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         jobs = [job for batch in self.split_arguments(parser.parse_overrides(lines), None) for job in batch]
 
+        from harness import timing
+
         composer = FastComposer(self.hydra_context.config_loader, self.config)
         specs = []
         try:
-            for job in jobs:
-                specs.append(build_spec(composer.task_config(job), tuple(job)))
+            with timing.phase("compose"):  # includes loading each distinct data set once (phase "data")
+                for job in jobs:
+                    specs.append(build_spec(composer.task_config(job), tuple(job)))
             where = {(s.tracking["uri"], s.tracking["experiment"]) for s in specs}
             if len(where) > 1:
                 raise ConfigError("tracking.experiment", sorted(where)[1][1], "one tracking.uri and experiment per sweep")
@@ -83,7 +86,8 @@ class LossbenchSweeper(BasicSweeper):
 
         from harness.cli import tracker_for
 
-        tracker = tracker_for(specs[0])
+        with timing.phase("track"):
+            tracker = tracker_for(specs[0])
         sweep_id = new_sweep_id()
         swept = {}
         for o in parser.parse_overrides(lines):
@@ -95,7 +99,8 @@ class LossbenchSweeper(BasicSweeper):
         artifacts = {"multirun.yaml": OmegaConf.to_yaml(self.config)}
         if study:
             artifacts["study.yaml"] = OmegaConf.to_yaml(OmegaConf.create(study))
-        parent = tracker.start_sweep(sweep_id, params, tags, artifacts)
+        with timing.phase("track"):
+            parent = tracker.start_sweep(sweep_id, params, tags, artifacts)
         os.environ[PARENT_ENV], os.environ[SWEEP_ENV] = parent, sweep_id
         print(f"sweep {sweep_id}: {len(jobs)} runs -> MLflow {specs[0].tracking['uri']} "
               f"experiment {specs[0].tracking['experiment']!r}, parent run {parent}", file=sys.stderr)
@@ -116,9 +121,10 @@ class LossbenchSweeper(BasicSweeper):
             failed = sum(1 for batch in returns for r in batch if r.status != JobStatus.COMPLETED)
             if failed:
                 status = "FAILED"
-            tracker.end_sweep(parent, status, {"lossbench.sweep_status": status.lower()},
-                              {"sweep/runs": len(done), "sweep/diverged": diverged, "sweep/failed": failed,
-                               "sweep/seconds": time.perf_counter() - t0})
+            with timing.phase("track"):
+                tracker.end_sweep(parent, status, {"lossbench.sweep_status": status.lower()},
+                                  {"sweep/runs": len(done), "sweep/diverged": diverged, "sweep/failed": failed,
+                                   "sweep/seconds": time.perf_counter() - t0})
             os.environ.pop(PARENT_ENV, None), os.environ.pop(SWEEP_ENV, None)
         for batch in returns:
             for r in batch:
@@ -137,6 +143,7 @@ class LossbenchSweeper(BasicSweeper):
             print(f"report: python -m harness.report tracking.uri={uri} tracking.experiment={experiment}", file=sys.stderr)
         ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith(("sqlite:", "postgresql", "mysql")) else uri
         print(f"runs and curves: {ui}", file=sys.stderr)
+        _write_timing(sweep_dir, len(jobs))
         return returns
 
 
@@ -145,3 +152,15 @@ def _launcher_name(config) -> str:
         return str(config.hydra.runtime.choices["hydra/launcher"])
     except Exception:
         return "?"
+
+
+def _write_timing(sweep_dir: Path, n_runs: int) -> None:
+    """Seconds per phase (compose, data, train, track, report) for `python -m harness.bench`."""
+    import json
+
+    from harness import timing
+
+    try:
+        (sweep_dir / "timing.json").write_text(json.dumps({"runs": n_runs, **timing.snapshot()}, indent=1))
+    except OSError:
+        pass

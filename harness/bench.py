@@ -1,0 +1,99 @@
+"""`python -m harness.bench`: the sweep benchmark of the README, end to end.
+
+    python -m harness.bench                  # the 540-run grid (batched), the basic launcher on a
+                                             # 30-run subset of it, and the grid x10 (5,400 runs)
+    python -m harness.bench --scales 1,10,100 --device cuda   # on a GPU, up to 54,000 runs
+
+The grid (synthetic linear regression, n_train=2000, n_test=1000, d=20, 300 full-batch GD steps):
+
+    loss=mse,mae,huber optimizer.lr=0.001,0.01,0.1,1.0 regularization.kind=l2
+    regularization.weight=0,0.001,0.01 outliers.ratio=0,0.05,0.1,0.2,0.3 seed=0,1,2
+
+scaled x10 by seeds 0..29 and x100 by seeds 0..299. Every sweep is a separate `python -m harness
+-m ...` process timed from start to exit (the last MLflow record), into one SQLite store whose
+schema is created beforehand (a one-off ~2 s a user pays once). The per-phase seconds come from
+the sweep's timing.json (compose, data, train, track, report; data loading happens inside compose,
+during validation). Peak memory is the largest resident set of any sweep process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+LOSSES, LRS, WEIGHTS, RATIOS = "mse,mae,huber", "0.001,0.01,0.1,1.0", "0,0.001,0.01", "0,0.05,0.1,0.2,0.3"
+SUBSET = ["loss=mse,mae,huber", "optimizer.lr=0.01,0.1", "regularization.kind=l2", "regularization.weight=0.001",
+          f"outliers.ratio={RATIOS}", "seed=1"]  # 30 runs
+COMMON = ["optimizer=gd", "train.steps=300", "dataset=linear"]
+
+
+def grid(scale: int) -> list[str]:
+    seeds = ",".join(str(s) for s in range(3 * scale))
+    return [f"loss={LOSSES}", f"optimizer.lr={LRS}", "regularization.kind=l2", f"regularization.weight={WEIGHTS}",
+            f"outliers.ratio={RATIOS}", f"seed={seeds}"]
+
+
+def sweep(args: list[str], uri: str, experiment: str, workdir: Path, launcher: str, device: str) -> dict:
+    sweep_dir = workdir / experiment
+    cmd = [sys.executable, "-m", "harness", "-m", *args, *COMMON, f"device={device}", f"hydra/launcher={launcher}",
+           f"tracking.uri={uri}", f"tracking.experiment={experiment}", f"hydra.sweep.dir={sweep_dir}"]
+    env = {**os.environ, "CI": "1"}  # no progress bar in the timing
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"error: sweep {experiment} failed:\n{p.stderr[-2000:]}")
+    timing = json.loads((sweep_dir / "timing.json").read_text())
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"experiment": experiment, "launcher": launcher, "runs": timing.pop("runs"), "wall_s": wall,
+            "phases": timing, "peak_rss_mb": peak_mb}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scales", default="1,10", help="grid multiples to run with the batched launcher (1 = 540 runs)")
+    ap.add_argument("--basic", type=int, default=1, help="also run the 30-run subset with Hydra's basic launcher (0: skip)")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ap.add_argument("--workdir", default=None, help="where the store and sweep folders go (default: a temp dir)")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    a = ap.parse_args(argv)
+    workdir = Path(a.workdir or tempfile.mkdtemp(prefix="lossbench-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{workdir / 'bench.db'}"
+    print(f"benchmark store: {uri}", flush=True)
+    warm = sweep(["loss=mse", "seed=0", "train.steps=5"], uri, "warmup", workdir, "batched", a.device)
+    del warm
+    results = []
+    scales = [int(s) for s in a.scales.split(",") if s]
+    if a.basic:
+        results.append(sweep(SUBSET, uri, "basic-subset", workdir, "basic", a.device))
+        _show(results[-1])
+    for scale in scales:
+        results.append(sweep(grid(scale), uri, f"batched-x{scale}", workdir, "batched", a.device))
+        _show(results[-1])
+    basic = next((r for r in results if r["launcher"] == "basic"), None)
+    first = next((r for r in results if r["experiment"] == "batched-x1"), None)
+    if basic and first:
+        ratio = (basic["wall_s"] / basic["runs"]) / (first["wall_s"] / first["runs"])
+        print(f"per-run speed-up of the batched launcher over the basic one: {ratio:.1f}x "
+              f"({basic['wall_s'] / basic['runs'] * 1000:.0f} ms vs {first['wall_s'] / first['runs'] * 1000:.1f} ms a run)")
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=1))
+
+
+def _show(r: dict) -> None:
+    ph = r["phases"]
+    parts = " ".join(f"{k}={ph[k]:.2f}s" for k in ("compose", "data", "train", "track", "report", "plan") if k in ph)
+    print(f"{r['experiment']:>14} ({r['launcher']:>7}): {r['runs']:6d} runs in {r['wall_s']:7.2f} s whole process = "
+          f"{r['runs'] / r['wall_s']:8.1f} runs/s | train {r['runs'] / max(ph.get('train', 1e-9), 1e-9):9.0f} runs/s | "
+          f"{parts} | peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+
+
+if __name__ == "__main__":
+    main()
