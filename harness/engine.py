@@ -136,7 +136,8 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False) -> list[RunResult
     batches = _batches(layout, specs, n, steps, first.train["batch_size"])
     if batches is not None:
         batches = batches.to(device)
-    draws = _Draws(layout, specs, head, device, dtype)
+    rows = [n if batches is None or s == steps else batches.shape[-1] for s in range(steps + 1)]
+    draws = _Draws(layout, specs, head, rows, device, dtype)
     # param_error needs known weights and a model whose weights are those of a linear fit
     w_true = None
     if model.name == "linear" and first.task == "regression" and all(d.w_true is not None for d in datas):
@@ -170,7 +171,7 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False) -> list[RunResult
     t0 = time.perf_counter()
     for s in range(steps + 1):
         full = batches is None or s == steps
-        Xb, batch = data.batch(None if full else batches[:, s], draws.at(n if full else batches.shape[-1]))
+        Xb, batch = data.batch(None if full else batches[:, s], draws.at(s))
         out = forward(params, Xb)
         loss = loss_fn(out, batch, lparams)
         obj = loss + penalty(params)
@@ -265,22 +266,26 @@ class _Data:
 class _Draws:
     """Random numbers a loss needs at each step, drawn per data group from the group's seed (so a
     run draws the same alone or in any stack): uniforms for triplet mining, normals for reverse-KL
-    samples."""
+    samples. All steps are drawn up front and moved to the device once: no host-to-device copy
+    (a synchronization on CUDA) inside the training loop."""
 
-    def __init__(self, layout: Layout, specs, head: str, device, dtype):
+    def __init__(self, layout: Layout, specs, head: str, rows: list[int], device, dtype):
         self.kind = {"embedding": "u", "density": "eps"}.get(head)
-        self.device, self.dtype = device, dtype
-        self.gens = [rng(specs[g[0]].seed, "extra") for g in layout.groups] if self.kind else []
-
-    def at(self, rows: int) -> dict[str, torch.Tensor]:
-        """The next step's draws for a batch of `rows` rows."""
+        self.steps: list[torch.Tensor] = []
         if self.kind is None:
-            return {}
-        if self.kind == "u":
-            a = np.stack([g.random((rows, 2)) for g in self.gens])[:, None]        # [U, 1, b, 2]
-        else:
-            a = np.stack([g.standard_normal(rows) for g in self.gens])[:, None]    # [U, 1, m]
-        return {self.kind: torch.as_tensor(a, device=self.device, dtype=self.dtype)}
+            return
+        gens = [rng(specs[g[0]].seed, "extra") for g in layout.groups]
+        shape = (lambda r: (r, 2)) if self.kind == "u" else (lambda r: (r,))
+        draw = (lambda g, r: g.random(shape(r))) if self.kind == "u" else (lambda g, r: g.standard_normal(shape(r)))
+        per_step = [np.stack([draw(g, r) for g in gens])[:, None] for r in rows]   # [U, 1, rows(, 2)] each
+        by_rows: dict[int, list[np.ndarray]] = defaultdict(list)
+        for r, a in zip(rows, per_step):
+            by_rows[r].append(a)
+        moved = {r: iter(torch.as_tensor(np.stack(a), device=device, dtype=dtype).unbind(0)) for r, a in by_rows.items()}
+        self.steps = [next(moved[r]) for r in rows]
+
+    def at(self, step: int) -> dict[str, torch.Tensor]:
+        return {self.kind: self.steps[step]} if self.kind else {}
 
 
 def _results(specs, layout, datas, curves, evals, finals, log_steps, eval_steps, died, steps, seconds, device):

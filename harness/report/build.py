@@ -46,7 +46,9 @@ def build_report(uri: str = "sqlite:///mlflow.db", experiment: str = "lossbench"
     summ = A.summary(runs) if len(runs) else pd.DataFrame()
     summ.to_csv(folder / "summary.csv", index=False)
 
-    figs = make_figures(runs, folder, lambda ids, key: L.curves(client, ids, key)) if len(runs) else []
+    sources = dict(zip(runs["run_id"], runs["curves"])) if "curves" in runs else {}
+    fetch = lambda ids, key: L.curves(client, ids, key, sources)
+    figs = make_figures(runs, folder, fetch) if len(runs) else []
     verdicts = check_claims(runs, sw.study, folder)
     blocks = report_blocks(sw, runs, summ, figs, verdicts, folder)
     title = f"lossbench report — {experiment} / {sw.sweep_id}"
@@ -119,8 +121,8 @@ def report_blocks(sw: L.Sweep, runs: pd.DataFrame, summ: pd.DataFrame, figs: lis
         b.append(("h", 2, "Claims"))
         for claim, v in verdicts:
             b.append(("verdict", str(claim.get("id", "claim")), v.verdict, str(claim.get("text", "")), v.text))
-        used = list(dict.fromkeys(str(claim.get("check")) for claim, _ in verdicts if claim.get("check") in C.METHODS))
-        b.append(("p", " ".join(C.METHODS[c] for c in used) + " Per-loss numbers in `claims.csv`."))
+        used = dict.fromkeys(C.METHODS[c] for c in (claim.get("check") for claim, _ in verdicts) if c in C.METHODS)
+        b.append(("p", " ".join(used) + " Per-loss numbers in `claims.csv`."))
     if figs:
         b.append(("h", 2, "Figures"))
         b += [("img", f.png.relative_to(folder).as_posix(), f.caption) for f in figs]

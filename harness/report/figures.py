@@ -202,7 +202,7 @@ def mixture_text(mix: dict[str, float]) -> str:
 def fit_place(mu: float, sigma: float, mix: dict[str, float]) -> str:
     """Where a fitted q = N(mu, sigma^2) sits: `one mode` when it puts >= 80% of its mass within
     2 sd of one mode's mean and < 10% near the other, `both modes` when it puts >= 10% near
-    each, `neither` otherwise (a fit that has not found the data)."""
+    each, `neither mode` otherwise (a fit that has not found the data)."""
     from math import erf, sqrt
 
     cdf = lambda z: 0.5 * (1 + erf((z - mu) / (sigma * sqrt(2))))
@@ -211,7 +211,7 @@ def fit_place(mu: float, sigma: float, mix: dict[str, float]) -> str:
         return "one mode"
     if min(near) >= 0.1:
         return "both modes"
-    return "neither"
+    return "neither mode"
 
 
 def _density_grid(mix: dict[str, float], fits: pd.DataFrame) -> np.ndarray:
@@ -260,12 +260,10 @@ def density_figure(sub: pd.DataFrame, out: Path, tag: str, fam: str) -> Figure |
     verdicts = []
     for line in sorted(dict.fromkeys(lab for lab, _ in places)):
         got = [pl for lab, pl in places if lab == line]
-        counts = [(pl, got.count(pl)) for pl in ("both modes", "one mode", "neither") if pl in got]
-        verdicts.append(f"{line}: " + ", ".join(
-            (f"{k} in {n}/{len(got)} runs" if len(counts) > 1 else f"{k}" + (f" (all {n} runs)" if n > 1 else ""))
-            for k, n in counts))
+        counts = [(pl, got.count(pl)) for pl in ("one mode", "both modes", "neither mode") if pl in got]
+        verdicts.append(f"{line}: q on " + ", ".join(f"{k} in {n}/{len(got)} runs" for k, n in counts))
     n_bad = int((~ok).sum())
-    title = "Fitted Gaussian q vs target mixture p — " + "; ".join(verdicts) + fam
+    title = "Target mixture p and fitted Gaussians q — " + "; ".join(verdicts) + fam
     png = plots.density_plot(t, out / f"{tag}density_fits", title=title)
     mixes = sorted(set(t["mixture"]))
     return Figure(png, f"{title}. Black: the target density {mixes[0] if len(mixes) == 1 else '(per panel)'}; thin "

@@ -38,6 +38,7 @@ TAG_COLUMNS = {
     "eval": "lossbench.eval",          # the metric family; runs logged before it existed: = task
     "config_hash": "lossbench.config_hash",
     "diverged_step": "lossbench.diverged_step",
+    "curves": "lossbench.curves",     # tracking.curves=parquet: the Parquet artifact holding the run's curves
 }
 ID_COLUMNS = ["run_id", *TAG_COLUMNS]
 
@@ -144,10 +145,49 @@ def param_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c not in ID_COLUMNS and c not in metrics]
 
 
-def curves(client, run_ids: list[str], key: str = "train/loss") -> pd.DataFrame:
-    """Long table of one metric's history: run_id, step, value (one MLflow call per run)."""
-    rows = [(rid, m.step, m.value) for rid in run_ids for m in client.get_metric_history(rid, key)]
-    return pd.DataFrame(rows, columns=["run_id", "step", "value"])
+def curves(client, run_ids: list[str], key: str = "train/loss",
+           sources: dict[str, str | None] | None = None) -> pd.DataFrame:
+    """Long table of one metric's history: run_id, step, value. Runs written with
+    tracking.curves=parquet (`sources[run_id]` = their lossbench.curves tag, a runs:/ URI) are read
+    from that file, downloaded once per file; the others from MLflow's metric history, one call
+    per run."""
+    sources = sources or {}
+    cols = ["run_id", "step", "value"]
+    rows = [(rid, m.step, m.value) for rid in run_ids if not _present(sources.get(rid))
+            for m in client.get_metric_history(rid, key)]
+    frames = [pd.DataFrame(rows, columns=cols)]
+    files: dict[str, list[str]] = {}
+    for rid in run_ids:
+        if _present(sources.get(rid)):
+            files.setdefault(str(sources[rid]), []).append(rid)
+    for uri, ids in files.items():
+        df = _curve_file(client, uri)
+        part = df[(df["metric"].astype(str) == key) & df["run_id"].astype(str).isin(ids)]
+        frames.append(pd.DataFrame({"run_id": part["run_id"].astype(str).to_numpy(),
+                                    "step": part["step"].astype(int).to_numpy(), "value": part["value"].to_numpy()}))
+    out = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+    out = out.astype({"run_id": str, "step": "int64", "value": "float64"})
+    return out.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
+
+
+_CURVE_FILES: dict[tuple[str, str], pd.DataFrame] = {}
+
+
+def _curve_file(client, uri: str) -> pd.DataFrame:
+    """One Parquet curve file (run_id, metric, step, value), kept in memory for the next metric."""
+    key = (client.tracking_uri, uri)
+    if key not in _CURVE_FILES:
+        from mlflow.artifacts import download_artifacts
+
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=client.tracking_uri)
+            _CURVE_FILES[key] = pd.read_parquet(path)
+    return _CURVE_FILES[key]
+
+
+def _present(v) -> bool:
+    return isinstance(v, str) and v != ""
 
 
 def _typed(s: pd.Series) -> pd.Series:

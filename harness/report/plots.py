@@ -66,10 +66,10 @@ def _label_panel(ax, i: int, key: tuple[str, str], nrows: int, ncols: int, n: in
         ax.set_xlabel(xlabel, fontsize=9)
 
 
-def _figure(nrows: int, ncols: int, w: float = 4.2, h: float = 3.2):
+def _figure(nrows: int, ncols: int, w: float = 4.2, h: float = 3.2, sharey: bool | str = False):
     plt = _mpl()
     fig, axes = plt.subplots(nrows, ncols, figsize=(max(w * ncols + 0.6, 7.0), h * nrows + 1.3), squeeze=False,
-                             layout="constrained")
+                             layout="constrained", sharey=sharey)
     return fig, axes
 
 
@@ -166,7 +166,8 @@ def curve_plot(table: pd.DataFrame, path: Path, *, ylabel: str, title: str, log_
     path = Path(path)
     table.to_csv(path.with_suffix(".csv"), index=False)
     keys, nrows, ncols = _grid(table)
-    fig, axes = _figure(nrows, ncols, w=3.6, h=2.8)
+    # panels side by side are the same scenario at other ratios: one y scale per grid row
+    fig, axes = _figure(nrows, ncols, w=3.6, h=2.8, sharey=True if table["row"].eq("").all() else "row")
     lines = list(dict.fromkeys(table["line"]))
     cmap = colors(lines)
     handles = {}
