@@ -87,6 +87,15 @@ def _per_run(specs, layout, fn, device, dtype) -> torch.Tensor:
     return torch.tensor(vals, dtype=dtype, device=device)
 
 
+def _loss_param(specs, layout, key: str, floats_ok: bool, device, dtype):
+    """A loss parameter: one float when every run of the stack shares it (and the loss takes
+    floats), else [U, K, 1]."""
+    values = {specs[i].loss[key] for i in layout.run_at.ravel()}
+    if floats_ok and len(values) == 1:
+        return float(values.pop())
+    return _per_run(specs, layout, lambda s: s.loss[key], device, dtype)[..., None]
+
+
 def _batches(layout: Layout, specs, n: int, steps: int, batch_size: int | None) -> torch.Tensor | None:
     """Minibatch row indices [U, steps, b]: shuffled epochs from each group's seed; None = full batch."""
     if batch_size is None or batch_size >= n:
@@ -125,7 +134,7 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False) -> list[RunResult
     data = _Data.of(datas, first.task, loss_cls, device, dtype)
     X, n = data.X, data.X.shape[1]
 
-    lparams = {k: _per_run(specs, layout, lambda s, k=k: s.loss[k], device, dtype)[..., None] for k in loss_cls.stacked}
+    lparams = {k: _loss_param(specs, layout, k, loss_cls.floats_ok, device, dtype) for k in loss_cls.stacked}
     model = MODELS.get(first.model["name"])(first.model, X.shape[-1], out_dim(first, datas[0]), head)
     seeds = np.vectorize(lambda i: specs[i].seed)(layout.run_at)
     params = model.init(seeds, device, dtype)
@@ -148,7 +157,7 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False) -> list[RunResult
 
     def forward(p, Xb):
         out = model.forward(p, Xb)
-        return out[..., 0] if squeeze else out
+        return out.squeeze(-1) if squeeze else out
 
     def penalty(p):
         a = sum(p[k].abs().flatten(2).sum(-1) for k in model.penalized)

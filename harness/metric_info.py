@@ -2,6 +2,7 @@
 
 HIGHER_IS_BETTER  metric name -> True when larger is better (absent: no direction, e.g. fit/mu)
 LABELS            metric name -> how it reads on an axis, with its unit where it has one
+BOUNDS            metric name -> (lowest, highest) value it can take, None where unbounded
 PRIMARY           metric family -> the metric runs of that family are ranked by
 TASK_METRICS      metric family -> the final metrics it logs (the report's table columns); some
                   only under a condition (multiclass retrieval metrics: model=mlp only)
@@ -39,6 +40,15 @@ LABELS = {
     "fit/mu": "fitted mean μ", "fit/sigma": "fitted standard deviation σ",
     "test/recall_at_1": "test recall@1 (fraction)", "test/recall_at_5": "test recall@5 (fraction)",
     "test/knn_accuracy": "test 5-NN accuracy (fraction)",
+}
+
+_FRACTION = (0.0, 1.0)
+BOUNDS = {
+    "test/rmse": (0.0, None), "test/mae": (0.0, None), "test/r2": (None, 1.0), "param_error": (0.0, None),
+    "test/accuracy": _FRACTION, "test/precision": _FRACTION, "test/recall": _FRACTION, "test/f1": _FRACTION,
+    "test/roc_auc": _FRACTION, "test/log_loss": (0.0, None), "test/ece": _FRACTION,
+    "test/kl": (0.0, None), "test/reverse_kl": (0.0, None), "fit/sigma": (0.0, None),
+    "test/recall_at_1": _FRACTION, "test/recall_at_5": _FRACTION, "test/knn_accuracy": _FRACTION,
 }
 
 PRIMARY = {

@@ -287,3 +287,17 @@ def test_custom_loss_from_a_function(tmp_path, monkeypatch):
 
     with pytest.raises(ConfigError, match="loss._target_"):
         LOSSES.get("custom").normalize({"_target_": "my_losses.nope"}, "loss")
+
+
+@pytest.mark.parametrize("name", [n for n, c in LOSSES.items() if c.stacked and c.floats_ok and n in REFERENCES])
+def test_shared_parameter_as_float_equals_tensor(name):
+    """The engine passes a parameter every run shares as a float (so F.* losses take it as is):
+    same values as the per-run tensor path."""
+    cls = LOSSES.get(name)
+    make, values, _ = REFERENCES[name]
+    out, y = make()
+    section = cls.normalize(values, "loss")
+    loss = cls(cls.options_of(section))
+    as_tensor = loss.per_example(out, y, **_params(cls, section))
+    as_float = loss.per_example(out, y, **{k: float(section[k]) for k in cls.stacked})
+    torch.testing.assert_close(as_float, as_tensor, rtol=1e-12, atol=1e-12)

@@ -10,7 +10,10 @@ Shapes (the engine trains a *stack* of runs, laid out as U data groups x K runs 
     out     [U, K, n]        for heads `value` and `logit`
             [U, K, n, o]     for heads `logits` (o = classes), `embedding` (o = embed_dim)
     target  [U, 1, n]        (or [U, 1, n, C] for soft targets); broadcasts over K
-    params  [U, K, 1]        one value per run, e.g. Huber's delta
+    params  [U, K, 1]        one value per run, e.g. Huber's delta -- or a Python float when every
+                             run of the stack has the same value (the common case), so a loss
+                             can hand it to torch.nn.functional unchanged: for Huber that halves
+                             the step time
     result  [U, K, m]        one loss value per example (m = n), anchor or pair
 
 `__call__` reduces to one number per run, [U, K] (the mean over examples, unless a loss says
@@ -44,6 +47,7 @@ class Loss(Component):
     soft_targets: ClassVar[bool] = False    # on the distribution task: trains on the soft targets
                                             # (else on labels sampled from them, extra["y_hard"])
     robust: ClassVar[bool] = False          # designed to resist outliers / label noise
+    floats_ok: ClassVar[bool] = True        # takes a float for a parameter shared by the whole stack
     differentiable: ClassVar[bool] = True   # everywhere (MAE is not, at 0: subgradient)
     formula: ClassVar[str] = ""             # one line for reports and --help
 
@@ -69,6 +73,11 @@ class Loss(Component):
     @classmethod
     def params_of(cls, section: dict[str, Any]) -> dict[str, float]:
         return {k: section[k] for k in cls.stacked}
+
+
+def param(x, like: torch.Tensor):
+    """A loss parameter in `like`'s dtype: a float stays a float, a [U, K, 1] tensor is cast."""
+    return x if isinstance(x, float) else x.to(like.dtype)
 
 
 def expand(target: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.component import require
-from harness.losses.base import Loss, expand
+from harness.losses.base import Loss, expand, param
 
 BINARY = frozenset({"binary"})
 MULTI = frozenset({"multiclass"})
@@ -86,9 +86,12 @@ class Focal(Loss):
         y = expand(target, out)
         ce = F.binary_cross_entropy_with_logits(out, y, reduction="none")  # -log p_t
         p_t = torch.exp(-ce)
-        a = alpha.to(out.dtype)
-        a_t = torch.where(a < 0, torch.ones_like(ce), a * y + (1 - a) * (1 - y))
-        return a_t * (1 - p_t) ** gamma.to(out.dtype) * ce
+        a = param(alpha, out)
+        if isinstance(a, float):
+            a_t = 1.0 if a < 0 else a * y + (1 - a) * (1 - y)
+        else:
+            a_t = torch.where(a < 0, torch.ones_like(ce), a * y + (1 - a) * (1 - y))
+        return a_t * (1 - p_t) ** param(gamma, out) * ce
 
 
 class CrossEntropy(Loss):
@@ -125,10 +128,12 @@ class MultiHinge(Loss):
         return F.multi_margin_loss(z, y, margin=self.options["margin"], reduction="none").reshape(out.shape[:-1])
 
 
-def _p_true(out, target):
-    """softmax probability of the labelled class, [U, K, n]."""
+def _logp_true(out, target):
+    """log softmax probability of the labelled class, [U, K, n]. Losses take powers of p_y as
+    exp(q log p_y): p_y ** q has an infinite derivative where p_y underflows to 0 (a confidently
+    mislabelled example), which made GCE's gradient NaN."""
     logp = F.log_softmax(out, dim=-1)
-    return logp.gather(-1, target.expand(out.shape[:-1]).unsqueeze(-1)).squeeze(-1).exp()
+    return logp.gather(-1, target.expand(out.shape[:-1]).unsqueeze(-1)).squeeze(-1)
 
 
 class MAEProb(Loss):
@@ -140,7 +145,7 @@ class MAEProb(Loss):
     formula = "|softmax(z) - onehot(y)|_1 = 2 (1 - p_y)"
 
     def per_example(self, out, target):
-        return 2.0 * (1.0 - _p_true(out, target))
+        return 2.0 * (1.0 - _logp_true(out, target).exp())
 
 
 class GCE(Loss):
@@ -158,8 +163,8 @@ class GCE(Loss):
         require(0 < s["q"] <= 1, f"{group}.q", s["q"], "a number in (0, 1]")
 
     def per_example(self, out, target, q):
-        qq = q.to(out.dtype)
-        return (1.0 - _p_true(out, target) ** qq) / qq
+        qq = param(q, out)
+        return (1.0 - torch.exp(qq * _logp_true(out, target))) / qq
 
 
 LOSSES = [BCE, Hinge, SquaredHinge, Focal, CrossEntropy, MultiHinge, MAEProb, GCE]

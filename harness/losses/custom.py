@@ -46,6 +46,7 @@ def _wrap(target: str, task: str, keys: tuple[str, ...]) -> type[Loss]:
         schema = {"_target_": target, "task": task, **{k: 0.0 for k in keys}}
         stacked = keys
         formula = f"{target}(pred, target)"
+        floats_ok = False  # a user's function always gets [U, K, 1] tensors
         __doc__ = obj.__doc__
 
         def per_example(self, out, y, **params):

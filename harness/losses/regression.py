@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.component import require
-from harness.losses.base import Loss, expand
+from harness.losses.base import Loss, expand, param
 
 REGRESSION = frozenset({"regression"})
 
@@ -48,8 +48,8 @@ class Huber(Loss):
         loss(r) = r^2 / 2                  if |r| <= delta
                   delta (|r| - delta / 2)  otherwise
 
-    `F.huber_loss` takes one delta for the whole call; runs in a stack may each have their own,
-    so we use huber_delta(r) = delta^2 huber_1(r / delta), which is exact, with delta a tensor.
+    `F.huber_loss` takes one delta for the whole call. When the runs of a stack have their own
+    deltas (a tensor), we use huber_delta(r) = delta^2 huber_1(r / delta), which is exact.
     """
 
     name, tasks, head = "huber", REGRESSION, "value"
@@ -63,6 +63,8 @@ class Huber(Loss):
         require(s["delta"] > 0, f"{group}.delta", s["delta"], "a number > 0")
 
     def per_example(self, out, target, delta):
+        if isinstance(delta, float):
+            return F.huber_loss(out, expand(target, out), reduction="none", delta=delta)
         d = delta.to(out.dtype)
         return d * d * F.huber_loss(out / d, expand(target, out) / d, reduction="none", delta=1.0)
 
@@ -95,7 +97,7 @@ class Quantile(Loss):
 
     def per_example(self, out, target, tau):
         e = target - out
-        t = tau.to(out.dtype)
+        t = param(tau, out)
         return torch.maximum(t * e, (t - 1.0) * e)
 
 

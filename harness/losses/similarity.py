@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.component import require
-from harness.losses.base import Batch, Loss
+from harness.losses.base import Batch, Loss, param
 
 EMBED = frozenset({"multiclass", "binary"})
 MININGS = ("random", "semi_hard", "hard")
@@ -75,7 +75,7 @@ class Triplet(Loss):
                     hardest = torch.where(neg_mask, d, float("inf")).argmin(-1)
                     neg = torch.where(harder.any(-1), semi, hardest)
         take = lambda idx: out.gather(-2, idx.unsqueeze(-1).expand(*idx.shape, out.shape[-1]))
-        values = triplet(out, take(pos), take(neg), params["margin"].to(out.dtype))   # [U,K,b]
+        values = triplet(out, take(pos), take(neg), param(params["margin"], out))     # [U,K,b]
         w = valid.to(out.dtype).expand_as(values)
         return (values * w).sum(-1) / w.sum(-1).clamp(min=1.0)
 
@@ -96,7 +96,8 @@ class Contrastive(Loss):
         d2 = (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2 * out @ out.transpose(-1, -2)).clamp(min=0)  # [U,K,b,b]
         same = (y.unsqueeze(-1) == y.unsqueeze(-2)).to(out.dtype)
         d = torch.sqrt(d2 + 1e-12)
-        m = margin.to(out.dtype).unsqueeze(-1)
+        m = param(margin, out)
+        m = m if isinstance(m, float) else m.unsqueeze(-1)
         return same * d2 + (1 - same) * F.relu(m - d) ** 2
 
     def __call__(self, out, batch: Batch, params):

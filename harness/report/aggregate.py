@@ -69,9 +69,10 @@ def families(df: pd.DataFrame) -> list[str]:
 
 
 def task_metrics(df: pd.DataFrame) -> list[str]:
-    """Final test metrics of the families present that the runs actually logged, in
-    metric_info.TASK_METRICS order."""
-    have, out = set(metric_columns(df)), []
+    """Final test metrics of the families present that the runs actually logged (a finite value
+    in some run), in metric_info.TASK_METRICS order."""
+    have = {c for c in metric_columns(df) if pd.to_numeric(df[c], errors="coerce").notna().any()}
+    out: list[str] = []
     for fam in families(df):
         out += [m for m in TASK_METRICS.get(fam, [PRIMARY.get(fam, "")]) if m in have and m not in out]
     return out

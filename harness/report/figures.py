@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from harness.metric_info import CURVE_METRICS, HIGHER_IS_BETTER, LABELS, PRIMARY
+from harness.metric_info import BOUNDS, CURVE_METRICS, HIGHER_IS_BETTER, LABELS, PRIMARY
 from harness.report import aggregate as A
 from harness.report import plots
 
@@ -80,7 +80,7 @@ def make_figures(runs: pd.DataFrame, out: Path,
         tag, suffix = (f"{fam}_", f" ({fam})") if len(fams) > 1 else ("", "")
         metric = PRIMARY.get(fam or "regression")
         if metric in sub and np.isfinite(sub[metric].astype(float)).any():
-            figs += primary_figures(sub, metric, out, tag, suffix)
+            figs += primary_figures(_with_baseline(runs, sub, fam, metric), metric, out, tag, suffix)
         if fam == "density":
             d = density_figure(sub, out, tag, suffix)
             if d is not None:
@@ -93,6 +93,18 @@ def make_figures(runs: pd.DataFrame, out: Path,
         if c is not None:
             figs.append(c)
     return figs
+
+
+def _with_baseline(runs: pd.DataFrame, sub: pd.DataFrame, fam: str | None, metric: str) -> pd.DataFrame:
+    """The embedding family's runs plus, as a baseline, the multiclass runs that logged the same
+    retrieval metric (cross-entropy on an MLP: the hidden representation's recall@1)."""
+    if fam != "embedding" or "eval" not in runs:
+        return sub
+    base = runs[(runs["eval"] == "multiclass") & np.isfinite(pd.to_numeric(runs.get(metric), errors="coerce"))]
+    if base.empty:
+        return sub
+    base = base.assign(**{A.LOSS: base[A.LOSS].astype(str) + " (hidden layer)"}) if A.LOSS in base else base
+    return pd.concat([sub, base], ignore_index=True)
 
 
 def _panels(df: pd.DataFrame, facets: list[str]) -> pd.DataFrame:
@@ -140,26 +152,29 @@ def _interval_note(seeds: int) -> str:
 
 def primary_figures(sub: pd.DataFrame, metric: str, out: Path, tag: str, fam: str) -> list[Figure]:
     r = A.roles(sub)
-    vals = sub[metric].astype(float)
-    nonneg = bool((vals[np.isfinite(vals)] >= 0).all())
     seeds = sub[A.SEED].nunique() if A.SEED in sub else 1
     xl = x_label(r.x, sub)
     slug = f"{tag}{_slug(metric)}_vs_{_slug(r.x or 'loss')}"
     st = A.stats(sub, r.line + ([r.x] if r.x else []) + r.facets, [metric])
     t, note = _cap_panels(_plot_table(st, metric, r, r.facets))
+    if len(t) < 2:
+        return []      # one setting: nothing to compare, the table has its numbers
     what = f"{LABELS.get(metric, metric)} vs {short_x(r.x, sub)}" if r.x else LABELS.get(metric, metric)
     title = f"{what} — {_over_seeds(seeds)}{fam}"
+    if "eval" in sub and sub["eval"].nunique() > 1:
+        base = sorted(sub.loc[sub["eval"] != sub["eval"].iloc[0], A.LOSS].astype(str).unique()) if A.LOSS in sub else []
+        note += (f" Baseline{'s' * (len(base) != 1)} {', '.join(base)}: a classifier's hidden representation "
+                 f"(the layer before its output), scored by the same retrieval metric.")
     png = plots.metric_plot(t, out / slug, ylabel=metric_label(metric), xlabel=xl, title=title,
-                            nonnegative=nonneg)
+                            bounds=BOUNDS.get(metric, (None, None)))
     n_div = int(t["n_diverged"].sum())
     figs = [Figure(png, f"{title}. {_interval_note(seeds)} Diverged runs ({n_div}) are left out of the means.{note}")]
     if r.tuning:
-        figs.append(_best_figure(sub, metric, r, out, slug, xl, what, seeds, nonneg))
+        figs.append(_best_figure(sub, metric, r, out, slug, xl, what, seeds))
     return figs
 
 
-def _best_figure(sub, metric, r: A.Roles, out: Path, slug: str, xl: str, what: str, seeds: int,
-                 nonneg: bool) -> Figure:
+def _best_figure(sub, metric, r: A.Roles, out: Path, slug: str, xl: str, what: str, seeds: int) -> Figure:
     by = r.line + ([r.x] if r.x else []) + r.scenario
     st = A.stats(sub, by + r.tuning, [metric])
     best = A.best_settings(st, metric, bool(HIGHER_IS_BETTER.get(metric, False)), by)
@@ -168,7 +183,7 @@ def _best_figure(sub, metric, r: A.Roles, out: Path, slug: str, xl: str, what: s
     tuned = ", ".join(r.tuning)
     title = f"{what}: best {tuned} per loss — selected on test metric (optimistic)"
     png = plots.metric_plot(t, out / f"{slug}_best", ylabel=metric_label(metric), xlabel=xl, title=title,
-                            nonnegative=nonneg)
+                            bounds=BOUNDS.get(metric, (None, None)))
     return Figure(png, f"{title}. For each loss{', ' + short_x(r.x, sub) if r.x else ''} and panel, the setting "
                        f"of {tuned} with the best mean test value over {seeds} seed{'s' * (seeds != 1)}; selected "
                        f"on the same test metric it reports, so it flatters every loss. Chosen settings: column "
@@ -345,6 +360,11 @@ def curve_figure(runs: pd.DataFrame, out: Path, fetch_curves, key: str = "train/
     cap = f"{title}{band}. Drawn from {len(chosen)} runs (histories fetched for these only)."
     if train:
         cap += " Losses differ in scale and meaning, so compare shapes, not heights, across losses."
+        bs = pd.to_numeric(chosen["train.batch_size"], errors="coerce") if "train.batch_size" in chosen else None
+        if bs is not None and bs.notna().any():
+            cap += (" With minibatches (train.batch_size), each point is the loss on that step's minibatch, and "
+                    "the last one on the full training split: a loss that depends on the batch (triplet mining, "
+                    "pairs) can jump there.")
     else:
         cap += " Test metric at each evaluation point (train.eval_every)."
     return Figure(png, cap)

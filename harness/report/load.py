@@ -5,7 +5,8 @@ What it reads (written by harness/tracking.py and the sweeper):
     parent run   tags lossbench.kind=sweep, lossbench.sweep_id, maybe lossbench.study;
                  params sweep.<key>; artifacts multirun.yaml, study.yaml (name, question, claims)
     child runs   tag mlflow.parentRunId = the parent's id; tags lossbench.status, .task, .eval,
-                 .config_hash; params = the flattened config; latest metric values = final values
+                 .config_hash (.curves with tracking.curves=parquet: the file holding its curves);
+                 params = the flattened config; latest metric values = final values
 
 `runs_table` gives the long table, one row per child run:
 

@@ -111,10 +111,11 @@ def _diverged_note(ax, p: pd.DataFrame) -> None:
 
 
 def metric_plot(table: pd.DataFrame, path: Path, *, ylabel: str, xlabel: str, title: str,
-                log_x: bool = False, nonnegative: bool = False) -> Path:
+                log_x: bool = False, bounds: tuple[float | None, float | None] = (None, None)) -> Path:
     """Mean +- 95% CI of a final metric vs x, one line per loss, one panel per facet value.
-    Lines are nudged sideways a little so that their error bars do not hide each other; with
-    `nonnegative` (RMSE, KL, ...) the y axis stops at 0."""
+    Lines are nudged sideways a little so that their error bars do not hide each other. A t
+    interval may reach past what the metric can take (below 0 for RMSE or KL, above 1 for an
+    accuracy): the y axis stops at the metric's `bounds` (lowest, highest) there."""
     path = Path(path)
     table.to_csv(path.with_suffix(".csv"), index=False)
     keys, nrows, ncols = _grid(table)
@@ -150,14 +151,28 @@ def metric_plot(table: pd.DataFrame, path: Path, *, ylabel: str, xlabel: str, ti
             ax.set_xlim(-0.5, len(xs) - 0.5)
         elif log_x:
             ax.set_xscale("log")
-        lo = (p["mean"] - p["ci95"].fillna(0)).to_numpy(float)
-        if nonnegative and np.nanmin(lo, initial=0.0) < 0:
-            ax.set_ylim(bottom=0)   # a t interval may reach below 0; the metric cannot
+        _clip_y(ax, p, bounds)
         _diverged_note(ax, p)
         _label_panel(ax, i, keys[i], nrows, ncols, len(keys), xlabel, ylabel)
         ax.grid(alpha=0.3)
     _finish(fig, handles, title, path)
     return path.with_suffix(".png")
+
+
+def _clip_y(ax, p: pd.DataFrame, bounds: tuple[float | None, float | None]) -> None:
+    """Stops the y axis at a bound of the metric that an error bar crosses, with a small margin
+    so that points on the bound stay visible."""
+    lo_b, hi_b = bounds
+    ci = p["ci95"].fillna(0).to_numpy(float)
+    lo, hi = np.nanmin(p["mean"] - ci, initial=np.inf), np.nanmax(p["mean"] + ci, initial=-np.inf)
+    if not np.isfinite(lo) or not np.isfinite(hi):
+        return
+    bottom, top = ax.get_ylim()
+    pad = 0.02 * (top - bottom)
+    if lo_b is not None and lo < lo_b:
+        ax.set_ylim(bottom=lo_b - pad)
+    if hi_b is not None and hi > hi_b:
+        ax.set_ylim(top=hi_b + pad)
 
 
 def curve_plot(table: pd.DataFrame, path: Path, *, ylabel: str, title: str, log_y: bool | None = None) -> Path:
@@ -206,7 +221,7 @@ def density_plot(table: pd.DataFrame, path: Path, *, title: str, xlabel: str = "
     path = Path(path)
     table.to_csv(path.with_suffix(".csv"), index=False)
     keys, nrows, ncols = _grid(table)
-    fig, axes = _figure(nrows, ncols, w=5.0, h=3.4)
+    fig, axes = _figure(nrows, ncols, w=8.4 if len(keys) == 1 else 5.0, h=3.8 if len(keys) == 1 else 3.4)
     lines = [lab for lab in dict.fromkeys(table["line"]) if lab != TARGET]
     cmap = colors(lines)
     handles = {}
