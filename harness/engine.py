@@ -110,9 +110,10 @@ def _batches(layout: Layout, specs, n: int, steps: int, batch_size: int | None) 
     return torch.from_numpy(np.stack(out))
 
 
-def train(specs: Sequence[RunSpec], keep_params: bool = False) -> list[RunResult]:
+def train(specs: Sequence[RunSpec], keep_params: bool = False, sync_check: bool = False) -> list[RunResult]:
     """Trains runs that share a stack key as one batched program; returns one result per spec,
-    in order (with each run's final parameters when `keep_params`)."""
+    in order (with each run's final parameters when `keep_params`). `sync_check` (CUDA, tests)
+    makes any host-device synchronization inside the training loop an error."""
     specs = list(specs)
     first = specs[0]
     assert all(s.stack_key() == first.stack_key() for s in specs), "train() needs runs of one stack"
@@ -178,6 +179,8 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False) -> list[RunResult
     out_te = None
 
     t0 = time.perf_counter()
+    if sync_check and device.type == "cuda":
+        torch.cuda.set_sync_debug_mode("error")
     for s in range(steps + 1):
         full = batches is None or s == steps
         Xb, batch = data.batch(None if full else batches[:, s], draws.at(s))
@@ -206,6 +209,8 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False) -> list[RunResult
                     evals.setdefault(k, zeros(len(eval_steps)))[eval_pos[s]] = v
         if s < steps:
             opt.step(params, grads, lr, alive, s + 1)
+    if sync_check and device.type == "cuda":
+        torch.cuda.set_sync_debug_mode("default")
     with torch.no_grad():
         if first.eval_family in ("embedding", "multiclass"):
             # retrieval metrics: of the embedding itself, or (the cross-entropy baseline) of the
