@@ -46,7 +46,8 @@ def test_report_files(report, sweep):
     tmp, _ = sweep
     assert report.parent == tmp / "reports" / "t"  # <out>/<experiment>/<sweep_id>
     for name in ("summary.csv", "runs.csv", "report.md", "index.html", "train_loss_curves.png",
-                 "train_loss_curves.csv", "test_rmse_vs_outliers_ratio.png", "test_rmse_vs_outliers_ratio.csv"):
+                 "train_loss_curves.csv", "test_rmse_vs_outliers_ratio.png", "test_rmse_vs_outliers_ratio.csv",
+                 "test_rmse_curves.png", "test_rmse_curves.csv"):
         assert (report / name).is_file(), name
     for png in report.glob("*.png"):
         assert png.with_suffix(".csv").is_file(), f"{png.name} has no CSV beside it"
@@ -251,28 +252,32 @@ def test_roles_drop_params_that_follow_from_others():
 
 # -- the headline study, end to end -----------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="the sweeper logs the parent param `sweep.+experiment`, a key MLflow "
-                                        "rejects, so `+experiment=...` sweeps fail before training")
 def test_robust_regression_study(tmp_path):
-    """A shrunk robust_regression study: MSE's RMSE must rise with shift outliers faster than
-    Huber's and MAE's (the report's first claim holds)."""
-    uri = f"sqlite:///{tmp_path}/m.db"
+    """A shrunk robust_regression study, from a fresh folder: the sweep builds its own report
+    (hydra.sweeper.report=true) under ./reports; MSE's RMSE must rise with shift outliers faster
+    than Huber's and MAE's (the first claim holds); claims about kinds not run are inconclusive."""
     cmd = [sys.executable, "-m", "harness", "-m", "+experiment=robust_regression", "seed=0,1,2",
-           "outliers.kind=shift", "outliers.ratio=0,0.1,0.3", "train.steps=300",
-           f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path}/ms"]
+           "outliers.kind=shift", "outliers.ratio=0,0.1,0.3", "train.steps=300"]
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    from harness.report import build_report
-
-    folder = build_report(uri, "robust_regression", out=tmp_path / "reports")
+    assert (tmp_path / "mlflow.db").is_file()          # the default store, in the folder it ran from
+    said = [line.split("report: ", 1)[1] for line in done.stderr.splitlines() if line.startswith("report: ")]
+    assert said, done.stderr[-2000:]
+    folder = tmp_path / said[0]                    # the folder (or its index.html) the sweeper printed
+    folder = folder if folder.is_dir() else folder.parent
+    assert (folder / "index.html").is_file(), said
+    assert folder.parent == tmp_path / "reports" / "robust_regression"
     md = (folder / "report.md").read_text()
     assert "**mse_pulled_by_outliers** — **holds**" in md
+    assert "**robust_under_heavy_tails** — **inconclusive**" in md and "outliers.kind=heavy_tail" in md
     s = pd.read_csv(folder / "summary.csv").set_index(["loss.name", "outliers.ratio"])
     assert s.at[("mse", 0.3), "test/rmse mean"] > 2 * s.at[("huber", 0.3), "test/rmse mean"]
+    claims = pd.read_csv(folder / "claims.csv")
+    assert set(claims["claim"]) == {"mse_pulled_by_outliers"}
 
 
 # -- figures on hand-made tables (no MLflow) -----------------------------------------------
-def _fake_curves(ids):
+def _fake_curves(ids, key="train/loss"):
     steps = np.arange(0, 50, 5)
     return pd.DataFrame([(i, s, 1.0 / (1 + s) + 0.01) for i in ids for s in steps], columns=["run_id", "step", "value"])
 
@@ -287,7 +292,8 @@ def test_figures_without_x_with_tuning_and_divergence(tmp_path):
     runs.loc[(runs["loss.name"] == "mse") & (runs["optimizer.lr"] == 1.0), ["status", "test/rmse"]] = ["diverged", np.nan]
     figs = make_figures(runs, tmp_path, _fake_curves)
     names = sorted(f.png.name for f in figs)
-    assert names == ["test_rmse_vs_loss.png", "test_rmse_vs_loss_best.png", "train_loss_curves.png"]
+    assert names == ["test_rmse_curves.png", "test_rmse_vs_loss.png", "test_rmse_vs_loss_best.png",
+                     "train_loss_curves.png"]
     best = pd.read_csv(tmp_path / "test_rmse_vs_loss_best.csv")
     assert set(best["setting"]) == {"optimizer.lr=0.01"} and len(best) == 2
     assert any("selected on test metric" in f.caption for f in figs)
@@ -327,3 +333,253 @@ def test_render_every_block_kind():
     md, page = render.markdown(blocks), render.to_html(blocks, "t")
     assert "# T <1>" in md and "| a\\|b |" in md and "![cap](x.png)" in md and "**holds**" in md
     assert "T &lt;1&gt;" in page and "<code>code</code>" in page and 'src="x.png"' in page and "–" in page
+
+
+# -- every metric family, end to end -----------------------------------------------------------
+FAMILY_SWEEPS = {
+    "multiclass": ["loss=cross_entropy,gce", "dataset=digits", "outliers.kind=symmetric", "outliers.ratio=0,0.4",
+                   "seed=0,1", "train.steps=30", "optimizer=adam"],
+    "density": ["loss=kl", "loss.direction=forward,reverse", "dataset=mixture", "model=gaussian", "optimizer=adam",
+                "optimizer.lr=0.05", "train.steps=100", "seed=0,1"],
+    "embedding": ["loss=triplet,contrastive", "dataset=digits", "train.steps=20", "train.batch_size=128",
+                  "optimizer=sgd"],
+}
+
+
+@pytest.fixture(scope="module")
+def family_reports(tmp_path_factory):
+    """The three sweeps above, run side by side (each in its own store), and their reports."""
+    from harness.report import build_report
+
+    tmp = tmp_path_factory.mktemp("families")
+    procs = {}
+    for fam, args in FAMILY_SWEEPS.items():
+        uri = f"sqlite:///{tmp}/{fam}.db"
+        cmd = [sys.executable, "-m", "harness", "-m", *args, f"tracking.uri={uri}", f"tracking.experiment={fam}",
+               f"hydra.sweep.dir={tmp}/ms_{fam}"]
+        procs[fam] = (uri, subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    out = {}
+    for fam, (uri, p) in procs.items():
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, f"{fam}: {err[-3000:]}"
+        out[fam] = build_report(uri, fam, out=tmp / "reports", attach=False)
+    return out
+
+
+def _pngs_have_csvs(folder: Path) -> set[str]:
+    names = {p.name for p in folder.glob("*.png")}
+    for n in names:
+        assert (folder / n).with_suffix(".csv").is_file(), f"{n} has no CSV beside it"
+    return names
+
+
+@pytest.mark.slow
+def test_classification_report(family_reports):
+    folder = family_reports["multiclass"]
+    pngs = _pngs_have_csvs(folder)
+    assert {"test_accuracy_vs_outliers_ratio.png", "test_accuracy_curves.png", "train_loss_curves.png"} <= pngs
+    s = pd.read_csv(folder / "summary.csv")
+    assert len(s) == 4 and set(s["eval"]) == {"multiclass"}
+    for m in ("test/accuracy", "test/precision", "test/recall", "test/f1", "test/log_loss", "test/ece"):
+        assert s[f"{m} mean"].between(0, 10).all(), m
+    assert "test/roc_auc mean" not in s and "test/rmse mean" not in s
+    plot = pd.read_csv(folder / "test_accuracy_vs_outliers_ratio.csv")
+    assert set(plot["line"]) == {"cross_entropy", "gce"} and set(plot["x"]) == {0.0, 0.4}
+    md = (folder / "report.md").read_text()
+    assert "label-noise ratio" in md and "outlier ratio" not in md
+    header = next(line for line in md.splitlines() if line.startswith("| loss.name"))
+    assert "| test/accuracy | test/precision |" in header and "test/roc_auc" not in header
+
+
+@pytest.mark.slow
+def test_density_report(family_reports):
+    folder = family_reports["density"]
+    pngs = _pngs_have_csvs(folder)
+    assert {"density_fits.png", "test_kl_vs_loss.png", "test_kl_curves.png", "train_loss_curves.png"} <= pngs
+    s = pd.read_csv(folder / "summary.csv")
+    assert list(s["loss.direction"]) == ["forward", "reverse"] and set(s["loss.name"]) == {"kl"}
+    for m in ("test/kl", "test/reverse_kl", "fit/mu", "fit/sigma"):
+        assert np.isfinite(s[f"{m} mean"]).all(), m
+    d = pd.read_csv(folder / "density_fits.csv")
+    assert {"x", "p", "q", "line", "seed", "run_id"} <= set(d.columns)
+    assert set(d["line"]) == {"target p", "kl (forward)", "kl (reverse)"}
+    assert d.loc[d["line"] != "target p", "run_id"].nunique() == 4          # one curve per run
+    target = d[d["line"] == "target p"]
+    assert np.trapezoid(target["p"], target["x"]) == pytest.approx(1, abs=1e-3)
+    for _, q in d[d["line"] != "target p"].groupby("run_id"):
+        assert np.trapezoid(q["q"], q["x"]) == pytest.approx(1, abs=0.02)
+    runs = pd.read_csv(folder / "runs.csv").set_index("run_id")
+    one = d[d["line"] == "kl (forward)"].groupby("run_id")
+    for rid, q in one:       # the drawn q peaks at the logged fit/mu
+        assert q["x"].to_numpy()[q["q"].argmax()] == pytest.approx(runs.at[rid, "fit/mu"], abs=0.05)
+    md = (folder / "report.md").read_text()
+    assert "kl (forward): q on both modes in 2/2 runs" in md       # maximum likelihood covers both modes
+
+
+@pytest.mark.slow
+def test_embedding_report(family_reports):
+    folder = family_reports["embedding"]
+    pngs = _pngs_have_csvs(folder)
+    assert {"test_recall_at_1_vs_loss.png", "train_loss_curves.png"} <= pngs
+    assert "test_recall_at_1_curves.png" not in pngs        # final-only metric: no curve
+    s = pd.read_csv(folder / "summary.csv")
+    assert set(s["loss.name"]) == {"triplet", "contrastive"}
+    for m in ("test/recall_at_1", "test/recall_at_5", "test/knn_accuracy"):
+        assert s[f"{m} mean"].between(0, 1).all(), m
+    assert (s["test/recall_at_5 mean"] >= s["test/recall_at_1 mean"]).all()
+    md = (folder / "report.md").read_text()
+    assert "one seed" in md and "test/knn_accuracy" in md
+
+
+# -- claims: degradation and pairwise comparisons ----------------------------------------------
+LEVERAGE = dict(check="degrades_alike", metric="test/rmse", x="outliers.ratio", where={"outliers.kind": "shift"},
+                reference="mse", losses=["huber", "mae"])
+
+
+def test_degrades_alike_holds_and_fails():
+    v = C.evaluate(_runs({"mse": 10, "huber": 8, "mae": 9}), LEVERAGE)
+    assert v.verdict == "holds", v.text
+    t = v.table.set_index("loss")
+    assert t.at["mse", "degradation"] == pytest.approx(10 * 0.3, abs=0.1)   # at: max (0.3) by default
+    assert "from outliers.ratio=0 to 0.3" in v.text and "Rise of test/rmse" in v.text
+    v = C.evaluate(_runs({"mse": 10, "huber": 8, "mae": 1}), LEVERAGE)
+    assert v.verdict == "does not hold" and "mae" in v.text.split("Relative")[1], v.text
+    # the reference does not degrade: nothing to compare with
+    v = C.evaluate(_runs({"mse": 0, "huber": 0, "mae": 0}), LEVERAGE)
+    assert v.verdict == "inconclusive" and "does not clearly degrade" in v.text
+
+
+def test_degrades_alike_at_all_and_within_factor():
+    # non-monotone, like leverage points: worst at the smallest ratio
+    rows = _runs({"mse": 0, "huber": 0, "mae": 0})
+    bump = {0.0: 0.0, 0.1: 3.0, 0.2: 2.0, 0.3: 1.0}
+    rows["test/rmse"] += rows["outliers.ratio"].map(bump) * rows["loss.name"].map({"mse": 1.0, "huber": 0.6, "mae": 0.9})
+    v = C.evaluate(rows, {**LEVERAGE, "at": "all"})
+    assert v.verdict == "holds", v.text              # huber 0.6x: CIs apart, but within a factor 2
+    assert v.table.set_index("loss").at["mse", "degradation"] == pytest.approx(2.0, abs=0.05)
+    assert C.evaluate(rows, {**LEVERAGE, "at": "all", "factor": 1.2}).verdict == "does not hold"
+    v = C.evaluate(rows, {**LEVERAGE, "at": [0.1]})
+    assert v.table.set_index("loss").at["mse", "degradation"] == pytest.approx(3.0, abs=0.05)
+    assert C.evaluate(rows, {**LEVERAGE, "at": [0.15]}).verdict == "inconclusive"
+
+
+def test_degradation_direction_for_accuracy():
+    runs = _runs({"mse": -1.0, "huber": -0.9})       # a metric that falls: accuracy
+    runs = runs.rename(columns={"test/rmse": "test/accuracy"})
+    claim = {**LEVERAGE, "metric": "test/accuracy", "losses": ["huber"]}
+    v = C.evaluate(runs, claim)
+    assert v.verdict == "holds" and "Fall of test/accuracy" in v.text
+    assert v.table.set_index("loss").at["mse", "degradation"] == pytest.approx(0.3, abs=0.05)
+
+
+BETTER = dict(check="better_than", metric="test/accuracy", x="outliers.ratio", where={"outliers.kind": "shift"},
+              better="gce", worse=["cross_entropy"])
+
+
+def _acc(offsets: dict[str, float], noise: float = 0.005) -> pd.DataFrame:
+    r = _runs({k: -0.5 for k in offsets}, noise=noise).rename(columns={"test/rmse": "test/accuracy"})
+    r["test/accuracy"] += r["loss.name"].map(offsets) * r["outliers.ratio"] - 0.1
+    return r
+
+
+def test_better_than():
+    runs = _acc({"gce": 0.5, "cross_entropy": 0.0})      # gce ahead wherever the ratio > 0
+    assert C.evaluate(runs, {**BETTER, "at": [0.2, 0.3]}).verdict == "holds"
+    v = C.evaluate(runs, BETTER)                          # every ratio, 0 included: tied at 0
+    assert v.verdict == "inconclusive" and "outliers.ratio=0:" in v.text
+    assert C.evaluate(runs, {**BETTER, "better": "cross_entropy", "worse": "gce", "at": 0.3}).verdict == "does not hold"
+    # lower is better for a loss-like metric: the direction comes from metric_info
+    low = runs.rename(columns={"test/accuracy": "test/ece"})
+    assert C.evaluate(low, {**BETTER, "metric": "test/ece", "at": [0.3]}).verdict == "does not hold"
+    # no x: every run of the where filter, one comparison
+    assert C.evaluate(runs, {**BETTER, "x": None, "where": {"outliers.ratio": 0.3}}).verdict == "holds"
+    # unknown metric direction: said, unless the claim gives it
+    odd = runs.rename(columns={"test/accuracy": "test/odd"})
+    assert "higher_is_better" in C.evaluate(odd, {**BETTER, "metric": "test/odd", "at": 0.3}).text
+    assert C.evaluate(odd, {**BETTER, "metric": "test/odd", "at": 0.3, "higher_is_better": True}).verdict == "holds"
+
+
+def test_claim_losses_as_variants():
+    """A loss entry may be a mapping of params, named like the report's series."""
+    runs = _acc({"triplet": 0.0})
+    runs["loss.mining"] = np.where(runs["seed"] % 2 == 0, "hard", "random")
+    runs.loc[runs["loss.mining"] == "hard", "test/accuracy"] += 0.2 * runs["outliers.ratio"]
+    runs = pd.concat([runs, runs.assign(seed=runs["seed"] + 10)], ignore_index=True)
+    hard, rand = {"loss.name": "triplet", "loss.mining": "hard"}, {"loss.name": "triplet", "loss.mining": "random"}
+    v = C.evaluate(runs, {**BETTER, "better": hard, "worse": rand, "at": 0.3})
+    assert v.verdict == "holds" and "triplet (hard) better than triplet (random)" in v.text, v.text
+    assert C.series_label({"loss.name": "gce", "loss.q": 0.5}) == "gce (q=0.5)"
+    semi = {"loss.name": "triplet", "loss.mining": "semi_hard"}       # not in this sweep
+    v = C.evaluate(runs, {**BETTER, "better": semi, "worse": rand, "at": 0.3})
+    assert v.verdict == "inconclusive" and "no runs of triplet (semi_hard)" in v.text, v.text
+    v = C.evaluate(runs, {"check": "slope_greater", "metric": "test/accuracy", "x": "outliers.ratio",
+                          "larger": [hard], "smaller": [rand]})
+    assert v.verdict == "holds" and set(v.table["loss"]) == {"triplet (hard)", "triplet (random)"}
+
+
+# -- series names, axes, density geometry, curve sources -------------------------------------------
+def test_line_labels():
+    line = ["loss.name", "loss.direction", "loss.margin", "loss.mining"]
+    assert A.line_label({"loss.name": "kl", "loss.direction": "reverse", "loss.margin": np.nan,
+                         "loss.mining": np.nan}, line) == "kl (reverse)"
+    assert A.line_label({"loss.name": "triplet", "loss.direction": np.nan, "loss.margin": 0.5,
+                         "loss.mining": "hard"}, line) == "triplet (hard, margin=0.5)"
+    assert A.line_label({"loss.name": "mse"}, ["loss.name"]) == "mse"
+
+
+def test_x_label_says_label_noise_for_classification():
+    from harness.report.figures import x_label
+
+    cls = pd.DataFrame({"task": ["multiclass", "multiclass"]})
+    assert x_label("outliers.ratio", cls).startswith("label-noise ratio")
+    assert x_label("outliers.ratio", pd.DataFrame({"task": ["regression"]})).startswith("outlier ratio")
+
+
+def test_fit_place():
+    from harness.report.figures import fit_place
+
+    mix = dict(weight=0.5, mean1=-2.0, mean2=2.0, sd1=0.5, sd2=0.5)
+    assert fit_place(0.0, 2.06, mix) == "both modes"         # the forward-KL (moment-matching) fit
+    assert fit_place(2.0, 0.5, mix) == "one mode" and fit_place(-1.98, 0.52, mix) == "one mode"
+    assert fit_place(8.0, 0.5, mix) == "neither mode"
+
+
+def test_density_figure_one_line_per_run(tmp_path):
+    """Seeds on opposite modes are drawn apart (their mean would sit between the modes)."""
+    from harness.report.figures import density_figure
+
+    mix = {"dataset.weight": 0.5, "dataset.mean1": -2.0, "dataset.mean2": 2.0, "dataset.sd1": 0.5, "dataset.sd2": 0.5}
+    rows = [dict(run_id="f0", seed=0, mu=0.0, sigma=2.06, d="forward"), dict(run_id="f1", seed=1, mu=0.01, sigma=2.05, d="forward"),
+            dict(run_id="r0", seed=0, mu=-2.0, sigma=0.5, d="reverse"), dict(run_id="r1", seed=1, mu=2.0, sigma=0.5, d="reverse")]
+    runs = pd.DataFrame([{"run_id": r["run_id"], "status": "converged", "eval": "density", "task": "density",
+                          "loss.name": "kl", "loss.direction": r["d"], "seed": r["seed"], "fit/mu": r["mu"],
+                          "fit/sigma": r["sigma"], "test/kl": 1.0, **mix} for r in rows])
+    fig = density_figure(runs, tmp_path, "", "")
+    assert fig.png.is_file() and fig.png.with_suffix(".csv").is_file()
+    assert "kl (forward): q on both modes in 2/2 runs" in fig.caption
+    assert "kl (reverse): q on one mode in 2/2 runs" in fig.caption
+    d = pd.read_csv(fig.png.with_suffix(".csv"))
+    peaks = {rid: g["x"].to_numpy()[g["q"].argmax()] for rid, g in d[d["run_id"].notna()].groupby("run_id")}
+    assert peaks["r0"] == pytest.approx(-2, abs=0.05) and peaks["r1"] == pytest.approx(2, abs=0.05)
+
+
+def test_curves_from_parquet_and_history(monkeypatch):
+    """Runs written with tracking.curves=parquet are read from their file, the others from
+    MLflow's metric history; one table either way."""
+    from types import SimpleNamespace
+
+    from harness.report import load as L
+
+    class Client:
+        tracking_uri = "sqlite:///nowhere.db"
+
+        def get_metric_history(self, rid, key):
+            return [SimpleNamespace(step=s, value=float(s)) for s in (0, 10)] if rid == "m" else []
+
+    uri = "runs:/parent/curves/x.parquet"
+    monkeypatch.setitem(L._CURVE_FILES, (Client.tracking_uri, uri), pd.DataFrame(
+        {"run_id": ["p", "p", "p", "q"], "metric": ["train/loss", "train/loss", "test/kl", "train/loss"],
+         "step": [0, 5, 0, 0], "value": [3.0, 2.0, 9.0, 7.0]}))
+    got = L.curves(Client(), ["m", "p"], "train/loss", {"m": None, "p": uri})
+    assert list(zip(got["run_id"], got["step"], got["value"])) == [("m", 0, 0.0), ("m", 10, 10.0), ("p", 0, 3.0), ("p", 5, 2.0)]
+    assert got["value"].dtype == float

@@ -157,12 +157,18 @@ def series_label(entry: Any) -> str:
 
 
 def series(runs: pd.DataFrame, entry: Any) -> tuple[str, pd.DataFrame]:
-    """The runs of one loss entry (a loss name, or a mapping of params) and its label."""
+    """The runs of one loss entry (a loss name, or a mapping of params) and its label; a
+    ClaimError when there are none (a second sweep into the experiment may hold them)."""
     if isinstance(entry, dict):
-        return series_label(entry), select(runs, entry)
-    if LOSS not in runs:
+        label, got = series_label(entry), select(runs, entry)
+    elif LOSS not in runs:
         raise ClaimError(f"no column {LOSS!r} in the runs")
-    return str(entry), runs[runs[LOSS].astype(str) == str(entry)]
+    else:
+        label, got = str(entry), runs[runs[LOSS].astype(str) == str(entry)]
+    if got.empty:
+        what = ", ".join(f"{k}={v}" for k, v in entry.items()) if isinstance(entry, dict) else f"{LOSS}={entry}"
+        raise ClaimError(f"no runs of {label} ({what}) in this sweep, within the claim's `where`")
+    return label, got
 
 
 def _as_list(v: Any) -> list:
@@ -262,12 +268,12 @@ def slope_greater(runs: pd.DataFrame, claim: dict) -> Verdict:
     below = all(s.at[a, "ci_hi"] < s.at[b, "ci_lo"] for a, b in pairs)
     desc = _describe(t, claim)
     if above:
-        ratios = [f"{a}/{b} = {s.at[a, 'slope'] / s.at[b, 'slope']:.1f}x" if s.at[b, "slope"] > 0
-                  else f"{b} flat or falling" for a, b in pairs]
-        return Verdict(HOLDS, f"{desc}. {_names(larger)} steeper than {_names(smaller)} with the CIs apart; "
-                              f"slope ratios: {', '.join(ratios)}.", t)
+        words = ", ".join(_compare_slopes(s.at[a, "slope"], s.at[b, "slope"], a, b) for a, b in pairs)
+        return Verdict(HOLDS, f"{desc}. The slope of {_names(larger)} lies above that of {_names(smaller)}, CIs "
+                              f"apart; {words}.", t)
     if below:
-        return Verdict(FAILS, f"{desc}. Reversed: {_names(smaller)} rise faster than {_names(larger)}, CIs apart.", t)
+        return Verdict(FAILS, f"{desc}. Reversed: the slope of {_names(smaller)} lies above that of {_names(larger)}, "
+                              f"CIs apart.", t)
     return Verdict(UNSURE, f"{desc}. The CIs overlap for at least one pair, so the order is not established.", t)
 
 
@@ -450,7 +456,8 @@ def better_than(runs: pd.DataFrame, claim: dict) -> Verdict:
                     lost.append(f"{b.loss} over {a.loss}{where_at(v)}")
     names = f"{_names([series_label(e) for e in better])} better than {_names([series_label(e) for e in worse])}"
     if all(won):
-        return Verdict(HOLDS, f"{desc}. {names} at every x value compared, with the intervals apart.", t)
+        every = " at every x value compared" if x is not None and len(at) > 1 else ""
+        return Verdict(HOLDS, f"{desc}. {names}{every}, with the intervals apart.", t)
     if lost:
         return Verdict(FAILS, f"{desc}. Reversed, intervals apart: {'; '.join(lost)}.", t)
     return Verdict(UNSURE, f"{desc}. The intervals overlap for at least one pair, so {names} is not established.", t)
@@ -464,6 +471,15 @@ def _describe(t: pd.DataFrame, claim: dict) -> str:
     note = f"; {dropped} runs without a finite value left out" if dropped else ""
     return (f"Slope of {claim.get('metric')} per unit {claim.get('x')}"
             f"{' (' + where + ')' if where else ''}, 95% CI: " + "; ".join(parts) + note)
+
+
+def _compare_slopes(a: float, b: float, name_a: str, name_b: str) -> str:
+    """Two slopes, a > b, in words: a ratio when both rise or both fall."""
+    if a > 0 and b > 0:
+        return f"{name_a}/{name_b} = {a / b:.1f}x"
+    if a < 0 and b < 0:
+        return f"{name_b} falls {b / a:.1f}x as fast as {name_a}"
+    return f"{name_a} {'rises' if a > 0 else 'is flat'}, {name_b} {'falls' if b < 0 else 'is flat'}"
 
 
 def _names(losses: list[str]) -> str:

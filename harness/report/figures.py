@@ -268,15 +268,21 @@ def density_figure(sub: pd.DataFrame, out: Path, tag: str, fam: str) -> Figure |
             parts.append(pd.DataFrame({"row": rk, "col": ck, "line": run["line"], "seed": run.get(A.SEED, np.nan),
                                        "run_id": run["run_id"], "x": x, "p": mixture_pdf(x, mix),
                                        "q": normal_pdf(x, mu, sd), "mixture": mixture_text(mix)}))
-            places.append((run["line"], fit_place(mu, sd, mix)))
+            place = fit_place(mu, sd, mix)
+            if place == "one mode":   # which one: the nearer mode's mean
+                place += f" {min((mix['mean1'], mix['mean2']), key=lambda m: abs(m - mu)):g}"
+            places.append((run["line"], place))
     if not places:
         return None
     t = pd.concat(parts, ignore_index=True)
     verdicts = []
     for line in sorted(dict.fromkeys(lab for lab, _ in places)):
         got = [pl for lab, pl in places if lab == line]
-        counts = [(pl, got.count(pl)) for pl in ("one mode", "both modes", "neither mode") if pl in got]
-        verdicts.append(f"{line}: q on " + ", ".join(f"{k} in {n}/{len(got)} runs" for k, n in counts))
+        one = sorted((pl for pl in got if pl.startswith("one mode")), key=lambda pl: float(pl.split()[-1]))
+        at = [(pl.split()[-1], one.count(pl)) for pl in dict.fromkeys(one)]
+        parts = [f"one mode in {len(one)}/{len(got)} runs ({', '.join(f'{n} at {m}' for m, n in at)})"] if one else []
+        parts += [f"{k} in {got.count(k)}/{len(got)} runs" for k in ("both modes", "neither mode") if k in got]
+        verdicts.append(f"{line}: q on " + ", ".join(parts))
     n_bad = int((~ok).sum())
     title = "Target mixture p and fitted Gaussians q — " + "; ".join(verdicts) + fam
     png = plots.density_plot(t, out / f"{tag}density_fits", title=title)
@@ -345,7 +351,8 @@ def curve_figure(runs: pd.DataFrame, out: Path, fetch_curves, key: str = "train/
     else:
         t = t.sort_values(["row", "col", "line", "step"])
     seeds = chosen[A.SEED].nunique() if A.SEED in chosen else 1
-    over = f"median over {seeds} seeds" if seeds > 1 else "one seed"
+    of = runs[A.SEED].nunique() if A.SEED in runs else 1
+    over = (f"median over {seeds} seeds" if seeds > 1 else "one seed") + (f" (of {of}, to bound the fetch)" if of > seeds else "")
     sel = " (best setting per loss, selected on test metric)" if r.tuning else ""
     train = key == "train/loss"
     what = "Training loss (each loss in its own units)" if train else f"{LABELS.get(key, key)} during training"

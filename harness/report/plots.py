@@ -204,6 +204,9 @@ def curve_plot(table: pd.DataFrame, path: Path, *, ylabel: str, title: str, log_
         if positive:
             ax.set_yscale("log")
             _log_labels(ax)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # steps are whole numbers
         _label_panel(ax, i, keys[i], nrows, ncols, len(keys), "step", ylabel)
         ax.grid(alpha=0.3, which="both" if positive else "major")
     _finish(fig, handles, title, path)
@@ -242,8 +245,11 @@ def density_plot(table: pd.DataFrame, path: Path, *, title: str, xlabel: str = "
             alpha = 0.9 if len(runs) <= 3 else max(0.35, 0.9 * 3 / len(runs))
             for rid in runs:
                 q = d[d["run_id"] == rid]
-                (h,) = ax.plot(q["x"], q["q"], color=cmap[lab], lw=1.1, alpha=alpha, zorder=4)
-                handles.setdefault(lab, h)
+                ax.plot(q["x"], q["q"], color=cmap[lab], lw=1.1, alpha=alpha, zorder=4)
+            if runs and lab not in handles:   # the legend shows the colour at full strength
+                from matplotlib.lines import Line2D
+
+                handles[lab] = Line2D([], [], color=cmap[lab], lw=1.6)
         ax.set_ylim(bottom=0)
         mix = str(p["mixture"].iloc[0]) if "mixture" in p and len(p) else ""
         key = (r, " | ".join(s for s in (c, mix) if s)) if r == "" else (r, c)
