@@ -97,7 +97,9 @@ def _loss_param(specs, layout, key: str, floats_ok: bool, device, dtype):
 
 
 def _batches(layout: Layout, specs, n: int, steps: int, batch_size: int | None) -> torch.Tensor | None:
-    """Minibatch row indices [U, steps, b]: shuffled epochs from each group's seed; None = full batch."""
+    """Minibatch row indices [U, steps + 1, b] (the last one for the loss at the final
+    parameters, so every point of a minibatch train/loss curve is a minibatch loss): shuffled
+    epochs from each group's seed; None = full batch."""
     if batch_size is None or batch_size >= n:
         return None
     per_epoch = n // batch_size
@@ -105,8 +107,8 @@ def _batches(layout: Layout, specs, n: int, steps: int, batch_size: int | None) 
     for g in layout.groups:
         r = rng(specs[g[0]].seed, "batches")
         rows = [r.permutation(n)[: per_epoch * batch_size].reshape(per_epoch, batch_size)
-                for _ in range(-(-steps // per_epoch))]
-        out.append(np.concatenate(rows)[:steps])
+                for _ in range(-(-(steps + 1) // per_epoch))]
+        out.append(np.concatenate(rows)[:steps + 1])
     return torch.from_numpy(np.stack(out))
 
 
@@ -138,7 +140,7 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False, sync_check: bool 
     lparams = {k: _loss_param(specs, layout, k, loss_cls.floats_ok, device, dtype) for k in loss_cls.stacked}
     model = MODELS.get(first.model["name"])(first.model, X.shape[-1], out_dim(first, datas[0]), head)
     seeds = np.vectorize(lambda i: specs[i].seed)(layout.run_at)
-    params = model.init(seeds, device, dtype)
+    params = model.init(seeds, device, dtype, datas)
     opt = OPTIMIZERS.get(first.optimizer["name"])(first.optimizer)
     lr = _per_run(specs, layout, lambda s: s.optimizer["lr"], device, dtype)
     l1 = _per_run(specs, layout, lambda s: s.regularization["weight"] * (s.regularization["kind"] == "l1"), device, dtype)
@@ -146,7 +148,7 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False, sync_check: bool 
     batches = _batches(layout, specs, n, steps, first.train["batch_size"])
     if batches is not None:
         batches = batches.to(device)
-    rows = [n if batches is None or s == steps else batches.shape[-1] for s in range(steps + 1)]
+    rows = [n if batches is None else batches.shape[-1]] * (steps + 1)
     draws = _Draws(layout, specs, head, rows, device, dtype)
     # param_error needs known weights and a model whose weights are those of a linear fit
     w_true = None
@@ -182,8 +184,7 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False, sync_check: bool 
     if sync_check and device.type == "cuda":
         torch.cuda.set_sync_debug_mode("error")
     for s in range(steps + 1):
-        full = batches is None or s == steps
-        Xb, batch = data.batch(None if full else batches[:, s], draws.at(s))
+        Xb, batch = data.batch(None if batches is None else batches[:, s], draws.at(s))
         out = forward(params, Xb)
         loss = loss_fn(out, batch, lparams)
         obj = loss + penalty(params)

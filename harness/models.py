@@ -34,18 +34,20 @@ class Model(Component):
     def shapes(self) -> dict[str, tuple[int, ...]]:
         raise NotImplementedError
 
-    def init_one(self, g: np.random.Generator) -> dict[str, np.ndarray]:
+    def init_one(self, g: np.random.Generator, data=None) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def init(self, seeds: np.ndarray, device, dtype) -> dict[str, torch.Tensor]:
-        """seeds [U, K] -> parameters [U, K, ...]; one draw per distinct seed."""
+    def init(self, seeds: np.ndarray, device, dtype, datas=None) -> dict[str, torch.Tensor]:
+        """seeds [U, K] -> parameters [U, K, ...]; one draw per distinct (seed, data group),
+        datas[u] being group u's prepared data (for models that start from the data)."""
         from harness.data.base import rng
 
-        U, K = seeds.shape
-        draws = {s: self.init_one(rng(int(s), "init")) for s in np.unique(seeds)}
+        datas = datas or [None] * seeds.shape[0]
+        draws = {(int(s), u): self.init_one(rng(int(s), "init"), datas[u])
+                 for u, row in enumerate(seeds) for s in set(row.tolist())}
         out = {}
         for name in self.shapes():
-            a = np.stack([np.stack([draws[s][name] for s in row]) for row in seeds])
+            a = np.stack([np.stack([draws[(int(s), u)][name] for s in row]) for u, row in enumerate(seeds)])
             out[name] = torch.tensor(a, dtype=dtype, device=device).requires_grad_(True)
         return out
 
@@ -72,7 +74,7 @@ class Linear(Model):
     def shapes(self):
         return {"W": (self.in_dim, self.out_dim), "b": (self.out_dim,)}
 
-    def init_one(self, g):
+    def init_one(self, g, data=None):
         if self.head == "embedding":
             bound = 1.0 / math.sqrt(self.in_dim)
             return {"W": g.uniform(-bound, bound, (self.in_dim, self.out_dim)), "b": g.uniform(-bound, bound, self.out_dim)}
@@ -111,7 +113,7 @@ class MLP(Model):
             out[f"W{i}"], out[f"b{i}"] = (dims[i], dims[i + 1]), (dims[i + 1],)
         return out
 
-    def init_one(self, g):
+    def init_one(self, g, data=None):
         out = {}
         for name, shape in self.shapes().items():
             fan_in = self.shapes()["W" + name[1:]][0]
@@ -135,10 +137,11 @@ class MLP(Model):
 
 
 class Gaussian(Model):
-    """A 1-D Gaussian density q = N(mu, sigma^2), parameterized as (mu, log sigma); it starts at
-    sigma = 1 and mu ~ N(0, 1) from the seed (mu = 0 would sit exactly on the saddle between two
-    symmetric modes, where reverse KL has no gradient to choose one). It has no inputs: out
-    [U, K, n, 2] repeats (mu, log sigma) for every row."""
+    """A 1-D Gaussian density q = N(mu, sigma^2), parameterized as (mu, log sigma). It starts at
+    sigma = 1 and mu = a training sample drawn by the seed (so from one of the modes): between two
+    symmetric modes, mu near 0 is a stationary point of reverse KL, even a local minimum for
+    well-separated modes, where it would stay. It has no inputs: out [U, K, n, 2] repeats
+    (mu, log sigma) for every row."""
 
     name = "gaussian"
     heads = frozenset({"density"})
@@ -146,8 +149,9 @@ class Gaussian(Model):
     def shapes(self):
         return {"mu": (1,), "log_sigma": (1,)}
 
-    def init_one(self, g):
-        return {"mu": g.standard_normal(1), "log_sigma": np.zeros(1)}
+    def init_one(self, g, data=None):
+        y = np.ravel(data.y_train) if data is not None else np.zeros(1)
+        return {"mu": np.array([y[g.integers(len(y))]], dtype=float), "log_sigma": np.zeros(1)}
 
     def forward(self, p, X):
         theta = torch.cat([p["mu"], p["log_sigma"]], dim=-1)          # [U, K, 2]

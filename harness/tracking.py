@@ -16,8 +16,8 @@ Curves, two ways (tracking.curves):
     metrics as MLflow records (search_runs finds and filters it as usual), and its curves go into
     one Parquet file per stack, an artifact of the sweep's parent run (long format: run_id,
     metric, step, value), named by the run's tag lossbench.curves. Every number is kept; the cost
-    is that the MLflow UI draws no per-step chart, and a curve is read with `read_curves`
-    (which the report uses) instead of get_metric_history. It writes ~40 rows a run instead of
+    is that the MLflow UI draws no per-step chart, and a curve is read from that file
+    (harness.report.load.curves reads both kinds) instead of get_metric_history. It writes ~40 rows a run instead of
     ~500: the SQLite store stays small and writing keeps up with a GPU.
 
 Two ways to write, same records:
@@ -397,29 +397,3 @@ def _user() -> str:
 def _command() -> str:
     return " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])[:500]
 
-
-_curve_files: dict[str, Any] = {}
-
-
-def read_curves(client, run, metrics: Iterable[str]) -> dict[str, tuple[list[int], list[float]]]:
-    """A run's curves {metric: (steps, values)}, from its MLflow metric history or, for runs
-    written with tracking.curves=parquet, from the Parquet artifact its lossbench.curves tag
-    names (downloaded once per file)."""
-    where = run.data.tags.get(CURVES_TAG)
-    out = {}
-    if where is None:
-        for m in metrics:
-            h = sorted(client.get_metric_history(run.info.run_id, m), key=lambda x: x.step)
-            out[m] = ([x.step for x in h], [x.value for x in h])
-        return out
-    import pandas as pd
-    from mlflow.artifacts import download_artifacts
-
-    if where not in _curve_files:
-        _curve_files[where] = pd.read_parquet(download_artifacts(artifact_uri=where, tracking_uri=client.tracking_uri))
-    df = _curve_files[where]
-    mine = df[df["run_id"] == run.info.run_id]
-    for m in metrics:
-        part = mine[mine["metric"] == m].sort_values("step")
-        out[m] = (part["step"].tolist(), part["value"].tolist())
-    return out

@@ -137,8 +137,8 @@ class LossbenchSweeper(BasicSweeper):
             from harness.report import build_report
 
             with timing.phase("report"):
-                index = build_report(uri, experiment, sweep=parent)
-            print(f"report: {index}", file=sys.stderr)
+                folder = build_report(uri, experiment, sweep=parent)
+            print(f"report: {Path(folder) / 'index.html'}", file=sys.stderr)
         else:
             print(f"report: python -m harness.report tracking.uri={uri} tracking.experiment={experiment}", file=sys.stderr)
         ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith(("sqlite:", "postgresql", "mysql")) else uri
