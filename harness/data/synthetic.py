@@ -168,29 +168,48 @@ def sample_rows(p: np.ndarray, g: np.random.Generator) -> np.ndarray:
     return np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), p.shape[1] - 1).astype(np.int64)
 
 
+# public classification sets that `soft_targets` can distil a teacher from (harness/data/public.py)
+PUBLIC_BASES = ("digits", "iris", "wine", "breast_cancer", "mnist1d")
+
+
 class SoftTargets(Dataset):
-    """Soft targets from a known softmax teacher (task `distribution`):
+    """Soft targets from a softmax teacher (task `distribution`).
+
+    base=synthetic (default): a known random linear teacher,
 
         W_t ~ N(0, 1) [d, C],   x ~ N(0, I_d),
         y = softmax(x W_t / temperature)            float [n, C], rows sum to 1
         extra["y_hard"] ~ Categorical(y)            int [n], one label drawn per row
 
+    base=<a public classification set> (PUBLIC_BASES): knowledge distillation on public data.
+    The set is split as it would be on its own (prepare.split: seeded by stream "split",
+    stratified; mnist1d keeps its published split), the teacher, scikit-learn's multinomial
+    LogisticRegression (C=1, on standardized features), is fitted to the true labels of the
+    training rows only, and y = softmax(teacher logits / temperature) on both splits, with
+    y_hard drawn per row (stream "data") and X the set's own features. extra["y_true"] keeps
+    the set's labels. n_train, n_test, d and n_classes are ignored (the set fixes them).
+
     Training on `y` (KL / soft cross-entropy) and on `y_hard` (cross-entropy) can be compared
-    on the same inputs. Higher temperature = softer rows (d=10, C=5: mean max-probability
-    ~0.70 at T=1, ~0.53 at T=2, ~0.45 at T=3)."""
+    on the same inputs. Higher temperature = softer rows (synthetic, d=10, C=5: mean
+    max-probability ~0.70 at T=1, ~0.53 at T=2, ~0.45 at T=3)."""
 
     name, task, card = "soft_targets", "distribution", "datasets/soft_targets.md"
-    schema = {**Dataset.schema, "n_train": 2000, "n_test": 1000, "d": 10, "n_classes": 5, "temperature": 2.0}
+    schema = {**Dataset.schema, "base": "synthetic", "n_train": 2000, "n_test": 1000, "d": 10, "n_classes": 5,
+              "temperature": 2.0}
 
     @classmethod
     def check(cls, s, group):
         super().check(s, group)
+        require(s["base"] in ("synthetic", *PUBLIC_BASES), f"{group}.base", s["base"],
+                "synthetic or a public classification set: " + ", ".join(PUBLIC_BASES))
         _at_least(s, group, 1, "n_train", "n_test", "d")
         _at_least(s, group, 2, "n_classes")
         require(s["temperature"] > 0, f"{group}.temperature", s["temperature"], "a number > 0")
 
     @classmethod
     def build(cls, s, seed):
+        if s["base"] != "synthetic":
+            return cls.distil(s, seed)
         g = rng(seed, "data")
         d, C, k = s["d"], s["n_classes"], s["n_train"]
         W = g.standard_normal((d, C))
@@ -199,6 +218,30 @@ class SoftTargets(Dataset):
         hard = sample_rows(p, g)
         return Table(X=X[:k], y=p[:k], X_test=X[k:], y_test=p[k:], task="distribution", n_classes=C,
                      source="synthetic:soft_targets", extra={"y_hard": hard[:k]}, extra_test={"y_hard": hard[k:]})
+
+    @classmethod
+    def distil(cls, s, seed):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        from harness.data import public
+        from harness.data.prepare import split
+
+        base = next(c for c in public.DATASETS if c.name == s["base"])
+        t = base.build(base.normalize({}, "dataset"), seed)
+        X, lab, Xt, lab_t, _, _ = split(t, s["test_size"], seed)
+        teacher = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=10_000))
+        teacher.fit(X, lab)
+        z = teacher.decision_function(np.concatenate([X, Xt]))
+        if z.ndim == 1:                                    # binary: one logit, softmax([0, z]) = sigmoid(z)
+            z = np.stack([np.zeros_like(z), z], axis=1)
+        p = softmax(z / s["temperature"])
+        hard = sample_rows(p, rng(seed, "data"))
+        k, C = len(X), p.shape[1]
+        return Table(X=X, y=p[:k], X_test=Xt, y_test=p[k:], task="distribution", n_classes=C,
+                     source=f"{t.source} + LogisticRegression teacher",
+                     extra={"y_hard": hard[:k], "y_true": lab}, extra_test={"y_hard": hard[k:], "y_true": lab_t})
 
 
 class Mixture(Dataset):
