@@ -1,5 +1,6 @@
 """The dataset contract, checked for every registered dataset, plus the special paths: the
-clean test split of the robust-statistics sets, the OpenML cache, the MNIST-1D cache.
+clean test split of the robust-statistics sets, Old Faithful's KDE target, soft targets
+distilled from a teacher fitted to a public set, the OpenML cache, the MNIST-1D cache.
 
     cd /work/main && .venv/bin/python -m pytest tests/test_datasets.py -q
 """
@@ -106,6 +107,11 @@ def test_card_and_yaml(name):
     ("classification", {"n_informative": 1, "n_classes": 3}, "dataset.n_informative"),
     ("classification", {"d": 4}, "dataset.d"),
     ("soft_targets", {"temperature": 0.0}, "dataset.temperature"),
+    ("soft_targets", {"base": "mnist"}, "dataset.base"),
+    ("soft_targets", {"base": "diabetes"}, "dataset.base"),       # public, but no classes to teach
+    ("faithful", {"bandwidth": 0.0}, "dataset.bandwidth"),
+    ("faithful", {"bandwidth": "sj"}, "dataset.bandwidth"),
+    ("faithful", {"test_size": 0.999}, "dataset.test_size"),
     ("mixture", {"weight": 1.0}, "dataset.weight"),
     ("mixture", {"sd2": -1.0}, "dataset.sd2"),
     ("stackloss", {"test_size": 0.9}, "dataset.test_size"),
@@ -153,6 +159,95 @@ def test_known_outliers_are_the_documented_rows():
     assert (stars.X[giant, 0] < 3.6).all() and (stars.X[~giant, 0] > 3.6).all()
     hbk = DATASETS.get("hbk").build(section("hbk", clean_test=False), 0)
     assert (hbk.X[hbk.extra["known_outliers"]].min(0) > hbk.X[~hbk.extra["known_outliers"]].max(0)).all()
+
+
+# ---------------------------------------------------------------- Old Faithful
+
+
+def test_faithful_target_is_the_kde_of_the_training_split():
+    """p = the Gaussian KDE of the training samples (Scott's rule, as scipy's gaussian_kde): a
+    mixture with J = n_train equal weights, means = the samples, one sd = h > 0; it integrates to
+    one, and every one of the 272 durations is in exactly one split."""
+    import torch
+    from scipy.stats import gaussian_kde
+
+    from harness.losses.distribution import mixture_logpdf
+
+    cls = DATASETS.get("faithful")
+    every = np.sort(cls.eruptions())
+    assert len(every) == 272 and 1.5 < every.min() and every.max() < 5.2
+    for seed in (0, 1):
+        t = cls.build(section("faithful"), seed)
+        y, yt = t.y[:, 0], t.y_test[:, 0]
+        assert len(y) == 204 and len(yt) == 68 and np.array_equal(np.sort(np.r_[y, yt]), every)
+        assert t.X.shape == (204, 1) and (t.X == 1).all() and (t.X_test == 1).all()
+        mix = t.extra["mixture"]
+        assert t.extra_test["mixture"] == mix and t.extra_test["mixture"] is not mix
+        J, h = len(mix["means"]), mix["sds"][0]
+        assert J == 204 and np.array_equal(mix["means"], y) and mix["sds"] == [h] * J and h > 0
+        assert np.isclose(h, y.std(ddof=1) * J ** -0.2) and 0.3 < h < 0.5   # Scott's rule
+        assert np.allclose(mix["weights"], 1 / J) and np.isclose(sum(mix["weights"]), 1.0)
+        x = np.linspace(every.min() - 10 * h, every.max() + 10 * h, 20001)
+        f64 = lambda a: torch.tensor(a, dtype=torch.float64)
+        logp = mixture_logpdf(f64(x), *(f64(mix[k]) for k in ("weights", "means", "sds"))).numpy()
+        assert abs(np.trapezoid(np.exp(logp), x) - 1.0) < 1e-6
+        np.testing.assert_allclose(np.exp(logp), gaussian_kde(y).pdf(x), rtol=1e-9, atol=1e-300)
+        modes = x[1:-1][(logp[1:-1] > logp[:-2]) & (logp[1:-1] > logp[2:])]
+        assert len(modes) == 2 and abs(modes[0] - 2.0) < 0.2 and abs(modes[1] - 4.4) < 0.2, modes
+    a, b = cls.build(section("faithful"), 0), cls.build(section("faithful"), 1)
+    assert not np.array_equal(a.y, b.y) and a.extra["mixture"] != b.extra["mixture"]
+
+
+def test_faithful_bandwidth_option():
+    cls = DATASETS.get("faithful")
+    h = lambda **over: cls.build(section("faithful", **over), 0).extra["mixture"]["sds"][0]
+    assert h() == h(bandwidth="scott") < h(bandwidth="silverman")        # scipy: (3n/4)^(-1/5) > n^(-1/5)
+    assert h(bandwidth=0.2) == 0.2 and h(bandwidth=1) == 1.0
+
+
+# ---------------------------------------------------------------- soft targets on public data
+
+
+@pytest.mark.parametrize("base", ["digits", "iris", "wine", "breast_cancer", "mnist1d"])
+def test_soft_targets_on_a_public_base(base):
+    """The public set's own features and split (the rows `dataset=<base>` trains on at the same
+    seed), soft targets from a logistic-regression teacher fitted to its training rows, y_hard
+    drawn from them; the synthetic teacher's keys change nothing."""
+    from harness.data.synthetic import PUBLIC_BASES
+
+    assert set(PUBLIC_BASES) <= {c.name for c in public.DATASETS}
+    p = load(section("soft_targets", base=base), 0, NONE)
+    own = load(section(base), 0, NONE)
+    C = own.n_classes
+    assert p.task == "distribution" and p.n_classes == C
+    assert np.array_equal(p.X_train, own.X_train) and np.array_equal(p.X_test, own.X_test)
+    for y, extra, labels in ((p.y_train, p.extra, own.y_train), (p.y_test, p.extra_test, own.y_test)):
+        assert y.shape == (len(labels), C) and (y >= 0).all() and np.allclose(y.sum(1), 1.0)
+        hard = extra["y_hard"]
+        assert hard.dtype.kind == "i" and hard.min() >= 0 and hard.max() < C
+        assert np.array_equal(extra["y_true"], labels)
+    acc = (p.y_test.argmax(1) == own.y_test).mean()     # the teacher's test accuracy
+    assert acc >= (0.28 if base == "mnist1d" else 0.9), acc   # mnist1d: linear models get ~32%
+    ignored = load(section("soft_targets", base=base, n_train=10, n_test=5, d=3, n_classes=4), 0, NONE)
+    assert np.array_equal(ignored.y_train, p.y_train) and np.array_equal(ignored.X_test, p.X_test)
+
+
+def test_soft_targets_public_teacher_and_temperature():
+    """digits: the teacher gets ~97% of the test rows right; a higher temperature softens the
+    rows (same argmax), and y_hard follows them; another seed, another split."""
+    cls = DATASETS.get("soft_targets")
+    t1 = cls.build(section("soft_targets", base="digits", temperature=1.0), 0)
+    t2 = cls.build(section("soft_targets", base="digits"), 0)     # default temperature 2
+    assert (t1.y_test.argmax(1) == t1.extra_test["y_true"]).mean() >= 0.93
+    assert np.array_equal(t1.y.argmax(1), t2.y.argmax(1))
+    assert t1.y.max(1).mean() > t2.y.max(1).mean() > 0.5
+    hard = np.r_[t2.extra["y_hard"], t2.extra_test["y_hard"]]
+    soft = np.r_[t2.y, t2.y_test]
+    assert abs((hard == soft.argmax(1)).mean() - soft.max(1).mean()) < 0.03   # drawn from the rows
+    other = cls.build(section("soft_targets", base="digits"), 1)
+    assert not np.array_equal(other.X, t2.X)
+    b = cls.build(section("soft_targets", base="breast_cancer"), 0)        # binary: softmax([0, z])
+    assert b.y.shape[1] == 2 and np.allclose(b.y.sum(1), 1.0)
 
 
 # ---------------------------------------------------------------- MNIST-1D cache
