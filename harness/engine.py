@@ -15,8 +15,8 @@ Curves: train/loss every log_every steps; train/objective, train/grad_norm, test
 param_error every eval_every steps (and all of them at the last step).
 
 A run whose objective turns NaN/inf, or exceeds divergence_factor x max(initial loss, 1), stops:
-its parameters freeze, it is recorded as diverged with its curve up to that point, and its
-neighbours go on. Curves are kept on the device and copied out once, at the end, so a GPU
+its parameters freeze, it is recorded as diverged with its curve up to that point (NaN after
+it) and NaN final metrics, and its neighbours go on. Curves are kept on the device and copied out once, at the end, so a GPU
 never waits on the host inside the loop. A single run is a stack of one: same code path.
 """
 from __future__ import annotations
@@ -324,8 +324,9 @@ def _results(specs, layout, datas, curves, evals, finals, log_steps, eval_steps,
             for name, arr in host.items():
                 st = ls if name in curves else es
                 v = arr[:, u, k]
-                keep = np.isfinite(v) & (st <= d)
-                run_curves[name] = (st[keep], v[keep])
+                # a diverged run has no value after it stopped: NaN there (and for any inf), so
+                # its curves keep the sweep's length and say where the run ended
+                run_curves[name] = (st, np.where(np.isfinite(v) & (st <= d), v, np.nan))
                 final[name] = float("nan") if diverged else float(v[-1])
             for name, arr in finals.items():
                 final[name] = float("nan") if diverged else float(arr[u, k])

@@ -25,7 +25,7 @@ def _same(a, b, tol):
     assert a.curves.keys() == b.curves.keys()
     for k in a.curves:
         np.testing.assert_array_equal(a.curves[k][0], b.curves[k][0])
-        np.testing.assert_allclose(a.curves[k][1], b.curves[k][1], rtol=tol, atol=tol, err_msg=k)
+        np.testing.assert_allclose(a.curves[k][1], b.curves[k][1], rtol=tol, atol=tol, err_msg=k, equal_nan=True)
 
 
 @pytest.mark.parametrize("dtype, tol", [("float64", 0.0), ("float32", 0.0)])  # bit-identical (see Layout)
@@ -61,7 +61,8 @@ def test_diverging_run_does_not_disturb_its_neighbours():
     d = results[1].diverged_step
     assert d is not None and 0 < d < 80
     steps, values = results[1].curves["train/loss"]
-    assert steps.max() <= d and np.isfinite(values).all()      # its curve up to that point
+    assert np.isfinite(values[steps <= d - 1]).all()             # its curve up to that point,
+    assert np.isnan(values[steps > d]).all() and len(steps) == 81  # no value after it
     assert all(np.isnan(v) for v in results[1].final.values())  # no final value
     for s, r in zip(calm, (results[0], results[2])):
         (alone,) = train([s])
