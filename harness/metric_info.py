@@ -22,7 +22,7 @@ HIGHER_IS_BETTER = {
     "test/accuracy": True, "test/precision": True, "test/recall": True, "test/f1": True,
     "test/roc_auc": True, "test/log_loss": False, "test/ece": False,
     # distributions
-    "test/kl": False, "test/reverse_kl": False,
+    "test/kl": False, "test/reverse_kl": False, "test/nll": False,
     # embeddings
     "test/recall_at_1": True, "test/recall_at_5": True, "test/knn_accuracy": True,
 }
@@ -37,6 +37,7 @@ LABELS = {
     "test/roc_auc": "test ROC AUC", "test/log_loss": "test log loss (nats)",
     "test/ece": "test expected calibration error (fraction)",
     "test/kl": "test KL(p‖q) (nats)", "test/reverse_kl": "test KL(q‖p) (nats)",
+    "test/nll": "held-out −log q(x) per sample (nats)",
     "fit/mu": "fitted mean μ", "fit/sigma": "fitted standard deviation σ",
     "test/recall_at_1": "test recall@1 (fraction)", "test/recall_at_5": "test recall@5 (fraction)",
     "test/knn_accuracy": "test 5-NN accuracy (fraction)",
@@ -66,7 +67,7 @@ TASK_METRICS = {
     "multiclass": ["test/accuracy", "test/precision", "test/recall", "test/f1", "test/log_loss", "test/ece",
                    "test/recall_at_1", "test/recall_at_5", "test/knn_accuracy"],   # the last three: model=mlp
     "distribution": ["test/kl", "test/accuracy"],
-    "density": ["test/kl", "test/reverse_kl", "fit/mu", "fit/sigma"],
+    "density": ["test/kl", "test/reverse_kl", "test/nll", "fit/mu", "fit/sigma"],
     "embedding": ["test/recall_at_1", "test/recall_at_5", "test/knn_accuracy"],
 }
 
@@ -75,6 +76,6 @@ CURVE_METRICS = {
     "binary": ["test/accuracy"],
     "multiclass": ["test/accuracy"],
     "distribution": ["test/kl", "test/accuracy"],
-    "density": ["test/kl", "test/reverse_kl", "fit/mu", "fit/sigma"],
+    "density": ["test/kl", "test/reverse_kl", "test/nll", "fit/mu", "fit/sigma"],
     "embedding": [],
 }

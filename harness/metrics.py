@@ -135,9 +135,11 @@ class Distribution(Family):
 
 
 class Density(Family):
-    """Forward KL(p || q) and reverse KL(q || p) between the known mixture p and the fitted
+    """Forward KL(p || q) and reverse KL(q || p) between the target mixture p and the fitted
     Gaussian q, by quadrature on a fine grid (exact to ~1e-6 for these smooth 1-D densities);
-    fit/mu and fit/sigma are q's parameters (the report draws both fits from them)."""
+    test/nll, the mean negative log-likelihood -log q(x) of the held-out samples (the test
+    metric that needs no known p); fit/mu and fit/sigma, q's parameters (the report draws the
+    fits from them)."""
 
     def curve(self, out, ev):
         from harness.losses.distribution import gaussian_logpdf, mixture_logpdf
@@ -153,7 +155,9 @@ class Density(Family):
         integ = lambda f: torch.trapezoid(f, dx=1.0, dim=-1) * dx[..., 0]
         fwd = integ(logp.exp() * (logp - logq))
         rev = integ(logq.exp() * (logq - logp))
-        return {"test/kl": fwd, "test/reverse_kl": rev, "fit/mu": mu[..., 0], "fit/sigma": log_sigma.exp()[..., 0]}
+        nll = -gaussian_logpdf(ev.y, mu, log_sigma).mean(-1)
+        return {"test/kl": fwd, "test/reverse_kl": rev, "test/nll": nll,
+                "fit/mu": mu[..., 0], "fit/sigma": log_sigma.exp()[..., 0]}
 
 
 # -- embeddings -----------------------------------------------------------------------------

@@ -1,0 +1,89 @@
+"""The metric families against scikit-learn / SciPy on the same numbers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn import metrics as skm
+from sklearn.neighbors import KNeighborsClassifier
+
+from harness import metrics as M
+
+g = torch.Generator().manual_seed(0)
+
+
+def test_regression_metrics_match_sklearn():
+    U, K, n = 2, 3, 50
+    pred = torch.randn(U, K, n, generator=g, dtype=torch.float64)
+    y = torch.randn(U, 1, n, generator=g, dtype=torch.float64)
+    center, scale = torch.tensor([[[3.0]], [[-1.0]]], dtype=torch.float64), torch.tensor([[[2.0]], [[0.5]]], dtype=torch.float64)
+    got = M.FAMILIES.get("regression").curve(pred, M.EvalData(None, y, center, scale))
+    for u in range(U):
+        for k in range(K):
+            p = (pred[u, k] * scale[u] + center[u]).numpy().ravel()
+            t = (y[u, 0] * scale[u] + center[u]).numpy().ravel()
+            assert np.isclose(got["test/rmse"][u, k], np.sqrt(skm.mean_squared_error(t, p)))
+            assert np.isclose(got["test/mae"][u, k], skm.mean_absolute_error(t, p))
+            assert np.isclose(got["test/r2"][u, k], skm.r2_score(t, p))
+
+
+def test_expected_calibration_error_by_hand():
+    prob = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.45, 0.55]])
+    y = np.array([0, 1, 1, 1])
+    # bins of width 1/15 on top-label confidence: 0.9 | 0.8 | 0.7 | 0.55, one example each
+    want = (abs(1 - 0.9) + abs(0 - 0.8) + abs(1 - 0.7) + abs(1 - 0.55)) / 4
+    assert np.isclose(M.expected_calibration_error(prob, y), want)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_classification_metrics(binary):
+    U, K, n, C = 1, 2, 60, (2 if binary else 4)
+    out = torch.randn((U, K, n) if binary else (U, K, n, C), generator=g, dtype=torch.float64)
+    y = torch.randint(0, C, (U, 1, n), generator=g)
+    ev = M.EvalData(None, y.double() if binary else y, None, None)
+    fam = M.FAMILIES.get("binary" if binary else "multiclass")
+    cur, fin = fam.curve(out, ev), fam.final(out, ev)
+    prob = M.probabilities(out).numpy()
+    for k in range(K):
+        pred = prob[0, k].argmax(-1)
+        t = y[0, 0].numpy()
+        avg = "binary" if binary else "macro"
+        assert np.isclose(cur["test/accuracy"][0, k], skm.accuracy_score(t, pred))
+        assert np.isclose(fin["test/f1"][0, k], skm.f1_score(t, pred, average=avg))
+        assert np.isclose(fin["test/log_loss"][0, k], skm.log_loss(t, prob[0, k], labels=list(range(C))))
+        if binary:
+            assert np.isclose(fin["test/roc_auc"][0, k], skm.roc_auc_score(t, prob[0, k, :, 1]))
+
+
+def test_retrieval_metrics():
+    n, m, e = 40, 80, 3
+    emb = torch.randn(1, 2, n, e, generator=g, dtype=torch.float64)
+    tr = torch.randn(1, 2, m, e, generator=g, dtype=torch.float64)
+    y, ytr = torch.randint(0, 3, (1, 1, n), generator=g), torch.randint(0, 3, (1, 1, m), generator=g)
+    got = M.FAMILIES.get("embedding").final(emb, M.EvalData(None, y, None, None, {"train_features": tr, "train_labels": ytr}))
+    for k in range(2):
+        E, lab = emb[0, k].numpy(), y[0, 0].numpy()
+        knn = KNeighborsClassifier(5).fit(tr[0, k].numpy(), ytr[0, 0].numpy())
+        assert np.isclose(got["test/knn_accuracy"][0, k], knn.score(E, lab))
+        d = np.linalg.norm(E[:, None] - E[None], axis=-1) + np.eye(n) * 1e9
+        nn = np.argsort(d, axis=1)
+        assert np.isclose(got["test/recall_at_1"][0, k], np.mean(lab[nn[:, 0]] == lab))
+        assert np.isclose(got["test/recall_at_5"][0, k], np.mean([(lab[nn[i, :5]] == lab[i]).any() for i in range(n)]))
+
+
+def test_density_metrics_by_quadrature_and_likelihood():
+    from scipy import integrate
+    from scipy.stats import norm
+
+    w, m, s = [0.4, 0.6], [-1.0, 2.0], [0.5, 0.7]
+    mix = tuple(torch.tensor(v, dtype=torch.float64)[None, None, None, :] for v in (w, m, s))
+    x = torch.linspace(-3, 4, 30, dtype=torch.float64)[None, None, :]
+    out = torch.tensor([0.5, np.log(1.5)], dtype=torch.float64).expand(1, 1, 30, 2)
+    got = M.FAMILIES.get("density").curve(out, M.EvalData(None, x, None, None, {"mixture": mix}))
+    p = lambda t: sum(wi * norm.pdf(t, mi, si) for wi, mi, si in zip(w, m, s))
+    q = lambda t: norm.pdf(t, 0.5, 1.5)
+    fwd = integrate.quad(lambda t: p(t) * np.log(p(t) / q(t)), -12, 14, limit=200)[0]
+    rev = integrate.quad(lambda t: q(t) * np.log(q(t) / p(t)), -12, 14, limit=200)[0]
+    assert np.isclose(got["test/kl"][0, 0], fwd, rtol=1e-5)
+    assert np.isclose(got["test/reverse_kl"][0, 0], rev, rtol=1e-5)
+    assert np.isclose(got["test/nll"][0, 0], -norm.logpdf(x.numpy(), 0.5, 1.5).mean())
