@@ -141,10 +141,20 @@ class LossbenchSweeper(BasicSweeper):
             print(f"report: {Path(folder) / 'index.html'}", file=sys.stderr)
         else:
             print(f"report: python -m harness.report tracking.uri={uri} tracking.experiment={experiment}", file=sys.stderr)
-        ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith(("sqlite:", "postgresql", "mysql")) else uri
-        print(f"runs and curves: {ui}", file=sys.stderr)
+        print(f"runs and curves: {_ui_command(uri)}", file=sys.stderr)
         _write_timing(sweep_dir, len(jobs))
         return returns
+
+
+def _ui_command(uri: str) -> str:
+    """The command that opens this store in the MLflow UI (the mlflow beside this Python when it
+    is not on PATH, as in an unactivated virtualenv)."""
+    import shutil
+
+    if not uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
+        return f"open {uri}"
+    exe = "mlflow" if shutil.which("mlflow") else os.path.relpath(os.path.join(os.path.dirname(sys.executable), "mlflow"))
+    return f"{exe} ui --backend-store-uri {uri}"
 
 
 def _launcher_name(config) -> str:
