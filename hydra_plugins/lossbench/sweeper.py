@@ -147,13 +147,12 @@ class LossbenchSweeper(BasicSweeper):
 
 
 def _ui_command(uri: str) -> str:
-    """The command that opens this store in the MLflow UI (the mlflow beside this Python when it
-    is not on PATH, as in an unactivated virtualenv)."""
-    import shutil
-
+    """The command that opens this store in the MLflow UI: the mlflow installed beside this
+    Python (a virtualenv need not be activated, nor another mlflow first on PATH)."""
     if not uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
         return f"open {uri}"
-    exe = "mlflow" if shutil.which("mlflow") else os.path.relpath(os.path.join(os.path.dirname(sys.executable), "mlflow"))
+    beside = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    exe = os.path.relpath(beside) if os.path.exists(beside) else "mlflow"
     return f"{exe} ui --backend-store-uri {uri}"
 
 
