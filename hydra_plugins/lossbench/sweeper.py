@@ -152,7 +152,8 @@ def _ui_command(uri: str) -> str:
     if not uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
         return f"open {uri}"
     beside = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    exe = os.path.relpath(beside) if os.path.exists(beside) else "mlflow"
+    rel = os.path.relpath(beside)
+    exe = (beside if rel.startswith("..") else rel) if os.path.exists(beside) else "mlflow"
     return f"{exe} ui --backend-store-uri {uri}"
 
 
