@@ -18,9 +18,3 @@ __version__ = "0.1.0"
 # asks (set MLFLOW_DISABLE_TELEMETRY=false to opt in).
 _os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-# PyTorch's CPU threads wait for each other at the end of every parallel op. Spinning there
-# (OpenMP's default) is ~15% faster on an idle machine, but when anything else wants the cores a
-# spinning thread steals the time its partner needs: we measured a 180-run stack at 0.83 s idle
-# and 3.3 s beside one busy process with spinning, 0.97 s and 1.18 s with passive waits. Set
-# OMP_WAIT_POLICY=ACTIVE to choose spinning. (Must be set before torch is imported.)
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
