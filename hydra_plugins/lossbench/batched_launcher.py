@@ -62,6 +62,7 @@ class BatchedLauncher(Launcher):
         with timing.phase("plan"):
             stacks = plan(specs, self.memory_budget_mb)
         log.info(f"{len(specs)} jobs in {len(stacks)} stacks")
+        _hint_if_busy()
         parent = os.environ.get(PARENT_ENV) or None
         sweep_id = os.environ.get(SWEEP_ENV) or new_sweep_id()
         tracker = tracker_for(specs[0])
@@ -136,6 +137,19 @@ class _progress:
     def close(self):
         if self.bar is not None:
             self.bar.close()
+
+
+def _hint_if_busy() -> None:
+    """PyTorch's CPU threads spin-wait; beside other busy processes that costs 3-10x (README,
+    "CPU threads on a shared machine"). Say so once when the machine is already loaded."""
+    try:
+        busy = os.getloadavg()[0] >= (os.cpu_count() or 1) and "OMP_WAIT_POLICY" not in os.environ \
+            and "OMP_NUM_THREADS" not in os.environ
+    except OSError:
+        return
+    if busy:
+        print("note: this machine is busy (load >= cores); CPU training may run several times faster with "
+              "OMP_WAIT_POLICY=PASSIVE or OMP_NUM_THREADS=1 set before the command", file=sys.stderr)
 
 
 def _task_name(config) -> str:
