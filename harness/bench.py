@@ -3,6 +3,7 @@
     python -m harness.bench                  # the 540-run grid (batched), the basic launcher on a
                                              # 30-run subset of it, and the grid x10 (5,400 runs)
     python -m harness.bench --scales 1,10,100 --device cuda   # on a GPU, up to 54,000 runs
+    python -m harness.bench --scales 100 --basic 0 --curves parquet   # 54,000 runs, curves as Parquet
 
 The grid (synthetic linear regression, n_train=2000, n_test=1000, d=20, 300 full-batch GD steps):
 
@@ -39,9 +40,11 @@ def grid(scale: int) -> list[str]:
             f"outliers.ratio={RATIOS}", f"seed={seeds}"]
 
 
-def sweep(args: list[str], uri: str, experiment: str, workdir: Path, launcher: str, device: str) -> dict:
+def sweep(args: list[str], uri: str, experiment: str, workdir: Path, launcher: str, device: str,
+          curves: str = "metrics") -> dict:
     sweep_dir = workdir / experiment
     cmd = [sys.executable, "-m", "harness", "-m", *args, *COMMON, f"device={device}", f"hydra/launcher={launcher}",
+           f"tracking.curves={curves}",
            f"tracking.uri={uri}", f"tracking.experiment={experiment}", f"hydra.sweep.dir={sweep_dir}"]
     env = {**os.environ, "CI": "1"}  # no progress bar in the timing
     t0 = time.perf_counter()
@@ -60,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--scales", default="1,10", help="grid multiples to run with the batched launcher (1 = 540 runs)")
     ap.add_argument("--basic", type=int, default=1, help="also run the 30-run subset with Hydra's basic launcher (0: skip)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ap.add_argument("--curves", default="metrics", help="tracking.curves for the batched sweeps: metrics | parquet")
     ap.add_argument("--workdir", default=None, help="where the store and sweep folders go (default: a temp dir)")
     ap.add_argument("--json", default=None, help="also write the results here")
     a = ap.parse_args(argv)
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         results.append(sweep(SUBSET, uri, "basic-subset", workdir, "basic", a.device))
         _show(results[-1])
     for scale in scales:
-        results.append(sweep(grid(scale), uri, f"batched-x{scale}", workdir, "batched", a.device))
+        results.append(sweep(grid(scale), uri, f"batched-x{scale}", workdir, "batched", a.device, a.curves))
         _show(results[-1])
     basic = next((r for r in results if r["launcher"] == "basic"), None)
     first = next((r for r in results if r["experiment"] == "batched-x1"), None)
