@@ -196,7 +196,7 @@ def build_spec(cfg: Mapping[str, Any], overrides: tuple[str, ...] = (), check_da
         cls = registry.get(s.get("name"))
         return cls, cls.normalize(s, group)
 
-    loss_cls, loss = named("loss", LOSSES)
+    _, loss = named("loss", LOSSES)
     data_cls, dataset = named("dataset", DATASETS)
     model_cls, model = named("model", MODELS)
     opt_cls, optimizer = named("optimizer", OPTIMIZERS)

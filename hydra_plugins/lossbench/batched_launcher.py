@@ -78,15 +78,17 @@ class BatchedLauncher(Launcher):
                     results = train([specs[i] for i in stack])
                 with timing.phase("track"):
                     ids = tracker.write(results, parent, sweep_id)
-                written.update({i: (r, rid) for i, r, rid in zip(stack, results, ids)})
+                # keep only what the JobReturns need, not the curves: a sweep may hold 50,000 runs
+                written.update({i: {**r.final, "status": r.status, "run_id": rid} for i, r, rid in zip(stack, results, ids)})
                 bar.update(results)
+                del results
         except BaseException as e:  # keep what was trained and written; the sweep marks the rest failed
             error = e
         bar.close()
-        for i, (result, run_id) in written.items():
+        for i, value in written.items():
             ret = JobReturn(overrides=list(job_overrides[i]), cfg=None, hydra_cfg=None, working_dir=sweep_dir,
                             task_name=_task_name(self.config), status=JobStatus.COMPLETED)
-            ret.return_value = {**result.final, "status": result.status, "run_id": run_id}
+            ret.return_value = value
             returns[i] = ret
         for i, r in enumerate(returns):
             if r is None:
