@@ -181,7 +181,7 @@ def resolve_device(device: str) -> str:
 
 def build_spec(cfg: Mapping[str, Any], overrides: tuple[str, ...] = (), check_data: bool = True) -> RunSpec:
     """Validates a resolved config (a plain nested dict) and returns its RunSpec."""
-    from harness.data import DATASETS, load
+    from harness.data import DATASETS
     from harness.data.outliers import DEFAULT_KIND, OUTLIERS, kinds_for
     from harness.losses import LOSSES, loss_class
     from harness.models import MODELS
@@ -241,10 +241,23 @@ def build_spec(cfg: Mapping[str, Any], overrides: tuple[str, ...] = (), check_da
     spec = RunSpec(loss=loss, dataset=dataset, model=model, optimizer=optimizer, regularization=reg,
                    outliers=outl, train=train, seed=seed, device=device, task=task, tracking=tracking,
                    study=study, overrides=tuple(overrides), config_hash=config_hash(spec_cfg))
-    if check_data:
-        data = load(dataset, seed, spec.outlier_tuple())  # file and data errors surface here
-        b = train["batch_size"]
-        n = len(data.y_train)
+    b = train["batch_size"]
+    if check_data and (not data_cls.synthetic or b is not None):
+        n = _checked_rows(dataset, spec)  # file and data errors surface here
         if b is not None and b > n:
             raise ConfigError("train.batch_size", b, f"at most the {n} training rows of dataset={dataset['name']}")
     return spec
+
+
+_rows: dict[tuple, int] = {}
+
+
+def _checked_rows(dataset: dict, spec: RunSpec) -> int:
+    """Builds a run's data once per distinct (data set, data seed, outliers), for its errors and
+    its number of training rows; remembers only the count."""
+    from harness.data import load
+
+    key = (freeze(dataset), spec.data_seed, spec.outlier_tuple())
+    if key not in _rows:
+        _rows[key] = len(load(dataset, spec.seed, spec.outlier_tuple()).y_train)
+    return _rows[key]
