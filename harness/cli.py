@@ -47,6 +47,21 @@ def precheck(argv: list[str]) -> None:
         for v in values:
             if v not in allowed:
                 raise ConfigError(group, v, allowed)
+    check_options(parsed, lines)
+
+
+def check_options(parsed, lines: list[str]) -> None:
+    """An option its group's one choice does not have (`loss=mse loss.delta=0.5`) -> ConfigError.
+    Options of a swept group, or under a study (which may choose groups), are left to the
+    sweeper (harness/conditional.py)."""
+    from harness import conditional
+
+    if any(o.key_or_group == "experiment" for o in parsed):
+        return
+    swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
+    job = [line for o, line in zip(parsed, lines)
+           if not o.is_sweep_override() and (conditional.group_option(line) or ("", ""))[0] not in swept]
+    conditional.check([job], conditional.primary_choices())
 
 
 def plain_config(cfg) -> dict[str, Any]:
@@ -113,6 +128,9 @@ def main() -> None:
     except ConfigError as e:
         print(e.line(), file=sys.stderr)
         sys.exit(2)
+    from harness.conditional import defer_options
+
+    sys.argv[1:] = defer_options(sys.argv[1:])
     import hydra
 
     @hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")

@@ -61,12 +61,17 @@ class LossbenchSweeper(BasicSweeper):
         lines = self._parse_config() + list(arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         jobs = [job for batch in self.split_arguments(parser.parse_overrides(lines), None) for job in batch]
+        from harness import conditional
+
+        defaults = _choices(self.config)
+        n_grid, jobs = len(jobs), conditional.prune(jobs, defaults)  # loss.delta only for the losses that have it
 
         from harness import timing
 
         composer = FastComposer(self.hydra_context.config_loader, self.config)
         specs = []
         try:
+            conditional.check(jobs, defaults)
             with timing.phase("compose"):  # includes loading each distinct data set once (phase "data")
                 for job in jobs:
                     specs.append(build_spec(composer.task_config(job), tuple(job)))
@@ -78,7 +83,8 @@ class LossbenchSweeper(BasicSweeper):
             sys.exit(2)
         VALIDATED.clear()
         VALIDATED.update({tuple(job): s for job, s in zip(jobs, specs)})
-        log.info(f"validated {len(jobs)} jobs in {time.perf_counter() - t0:.2f} s")
+        log.info(f"validated {len(jobs)} jobs in {time.perf_counter() - t0:.2f} s"
+                 + (f" ({n_grid - len(jobs)} grid points repeat a job: options of a choice that lacks them)" if n_grid > len(jobs) else ""))
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -155,6 +161,16 @@ def _ui_command(uri: str) -> str:
     rel = os.path.relpath(beside)
     exe = (beside if rel.startswith("..") else rel) if os.path.exists(beside) else "mlflow"
     return f"{exe} ui --backend-store-uri {uri}"
+
+
+def _choices(config) -> Dict[str, str]:
+    """The primary config's config-group choices (the defaults a job's own overrides replace)."""
+    try:
+        return {str(k): str(v) for k, v in config.hydra.runtime.choices.items() if v is not None}
+    except Exception:
+        from harness.conditional import primary_choices
+
+        return primary_choices()
 
 
 def _launcher_name(config) -> str:
