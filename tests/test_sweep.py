@@ -213,3 +213,23 @@ def test_sweep_into_a_real_mlflow_server(mlflow_server, tmp_path, launcher):
         assert len(c.get_metric_history(r.info.run_id, "train/loss")) == 21
         assert yaml.safe_load(open(c.download_artifacts(r.info.run_id, "config.yaml")))["seed"] == 0
         assert sorted(i.tags[0].value for i in c.get_run(r.info.run_id).inputs.dataset_inputs) == ["test", "train"]
+
+
+@pytest.mark.slow
+def test_bench_runs_the_grid_end_to_end(tmp_path):
+    """`python -m harness.bench` on the 540-run grid: every run lands in MLflow, phases and peak
+    memory are reported (figures are for the closing notes, not asserted)."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench.json"
+    p = subprocess.run([sys.executable, "-m", "harness.bench", "--scales", "1", "--basic", "0", "--workdir", str(tmp_path),
+                        "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    (r,) = json.loads(out.read_text())
+    assert r["runs"] == 540 and r["experiment"] in p.stdout and r["peak_rss_mb"] > 50
+    assert {"compose", "train", "track"} <= r["phases"].keys()
+    c = MlflowClient(f"sqlite:///{tmp_path}/bench.db")
+    runs = c.search_runs([c.get_experiment_by_name("batched-x1").experiment_id], max_results=1000)
+    assert len(_children(runs)) == 540
