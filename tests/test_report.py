@@ -499,6 +499,28 @@ def test_better_than():
     assert C.evaluate(odd, {**BETTER, "metric": "test/odd", "at": 0.3, "higher_is_better": True}).verdict == "holds"
 
 
+def test_better_than_pairs_runs_by_seed():
+    """Seeds share their data: a small, consistent gain under a large seed-to-seed spread is
+    established by the paired differences, not by the two means' intervals."""
+    rng = np.random.default_rng(1)
+    shared = rng.normal(0, 0.1, 6)                  # per seed: the data draw, shared by both losses
+    rows = [{"loss.name": loss, "seed": s, "outliers.kind": "shift", "outliers.ratio": 0.3, "status": "converged",
+             "test/accuracy": 0.7 + shared[s] + gain + 0.002 * rng.standard_normal()}
+            for loss, gain in (("gce", 0.02), ("cross_entropy", 0.0)) for s in range(6)]
+    runs = pd.DataFrame(rows)
+    v = C.evaluate(runs, {**BETTER, "at": 0.3})
+    assert v.verdict == "holds" and "Paired by seed" in v.text, v.text
+    d = v.table[v.table["role"] == "paired difference"].iloc[0]
+    assert d["loss"] == "gce - cross_entropy" and d["ci_lo"] > 0.01 and d["ci_hi"] < 0.03 and d["n"] == 6
+    means = v.table[v.table["role"] != "paired difference"]
+    assert means["ci_lo"].max() < means["ci_hi"].min()  # the unpaired intervals overlap
+    # seeds that do not pair: back to the means' intervals, which overlap here
+    unpaired = runs.assign(seed=np.where(runs["loss.name"] == "gce", runs["seed"] + 100, runs["seed"]))
+    v = C.evaluate(unpaired, {**BETTER, "at": 0.3})
+    assert v.verdict == "inconclusive" and "Paired" not in v.text, v.text
+    assert C.evaluate(runs, {**BETTER, "better": "cross_entropy", "worse": "gce", "at": 0.3}).verdict == "does not hold"
+
+
 def test_claim_losses_as_variants():
     """A loss entry may be a mapping of params, named like the report's series."""
     runs = _acc({"triplet": 0.0})

@@ -46,10 +46,12 @@ Checks:
       inconclusive when the reference itself does not degrade (CI reaching 0).
   better_than     better: loss or [losses], worse: loss or [losses], at: value | [values] (x
                   values; default: every x value, or all runs when there is no x)
-      holds when, at every x value of `at`, every `better` loss's mean metric is better than
-      every `worse` loss's with non-overlapping 95% t intervals over seeds; does not hold when
-      some `worse` loss is better with the intervals apart at some x value; inconclusive
-      otherwise. Example (classification under label noise):
+      holds when, at every x value of `at`, every `better` loss is better than every `worse`
+      loss: the mean over seeds of their paired difference (runs of one seed share the data,
+      outliers and init) has a 95% t interval above 0; where the two sides do not have the same
+      seeds, one run each, their means' 95% t intervals must lie apart instead. Does not hold
+      when some `worse` loss is better in that sense at some x value; inconclusive otherwise.
+      Example (classification under label noise):
 
         - id: gce_beats_ce_under_noise
           check: better_than
@@ -93,7 +95,9 @@ METHODS = {  # check -> how it decides, one sentence for the report
     "degrades_alike": ("Degradation = the change of the metric, in its worse direction, from the baseline x value "
                        "to the compared ones (difference of means over seeds); 95% CIs from a bootstrap that "
                        "resamples seeds within each x value."),
-    "better_than": "Comparisons of means over seeds at each x value, with 95% t intervals.",
+    "better_than": ("Comparisons at each x value: the mean over seeds of the paired difference (runs with the "
+                    "same seed share data, outliers and init), with its 95% t interval; where seeds do not pair, "
+                    "the two means' 95% t intervals must lie apart."),
 }
 
 
@@ -414,12 +418,13 @@ def better_than(runs: pd.DataFrame, claim: dict) -> Verdict:
                              f"(values: {', '.join(f'{v:g}' for v in xs)})")
     else:
         at = [np.nan]
-    rows = []
+    rows, runs_at = [], {}
     for role, entries in (("better", better), ("worse", worse)):
         for entry in entries:
             label, r = series(sub, entry)
             for v in at:
                 rv = r if x is None else r[np.isclose(pd.to_numeric(r[x], errors="coerce").astype(float), v)]
+                runs_at[(label, v)] = rv
                 y = rv[metric].to_numpy(float)
                 ok = np.isfinite(y)
                 n, mean = int(ok.sum()), float(y[ok].mean()) if ok.any() else np.nan
@@ -444,23 +449,60 @@ def better_than(runs: pd.DataFrame, claim: dict) -> Verdict:
         return Verdict(UNSURE, f"{desc}. {_names(thin)}: fewer than 2 runs with a finite value at some x value, "
                                f"so no interval.", t)
     key = lambda r: (r.ci_lo, r.ci_hi) if higher else (-r.ci_hi, -r.ci_lo)   # (worst, best) end, as "goodness"
-    won, lost = [], []
+    won, lost, diffs = [], [], []
     for v in at:
         tv = t if x is None else t[t["at"] == v]
         b_rows, w_rows = tv[tv["role"] == "better"], tv[tv["role"] == "worse"]
         for a in b_rows.itertuples():
             for b in w_rows.itertuples():
+                d = paired_difference(metric, runs_at[(a.loss, v)], runs_at[(b.loss, v)], higher)
+                if d is not None:   # the same seeds on both sides: the CI of the mean paired difference
+                    diffs.append(dict(loss=f"{a.loss} - {b.loss}", role="paired difference", at=v, **d))
+                    won.append(d["ci_lo"] > 0)
+                    if d["ci_hi"] < 0:
+                        lost.append(f"{b.loss} over {a.loss}{where_at(v)}")
+                    continue
                 (a_lo, a_hi), (b_lo, b_hi) = key(a), key(b)
                 won.append(a_lo > b_hi)
                 if b_lo > a_hi:
                     lost.append(f"{b.loss} over {a.loss}{where_at(v)}")
     names = f"{_names([series_label(e) for e in better])} better than {_names([series_label(e) for e in worse])}"
+    how = "the intervals apart"
+    if diffs:
+        shown = "; ".join(f"{d['loss']}{where_at(d['at'])} {d['mean']:+.4g} [{d['ci_lo']:+.4g}, {d['ci_hi']:+.4g}]"
+                          for d in diffs)
+        desc += (f". Paired by seed (same data, outliers and init on both sides), the mean improvement "
+                 f"(positive: the first is better) with its 95% CI: {shown}")
+        t = pd.concat([t, pd.DataFrame(diffs).reindex(columns=t.columns)], ignore_index=True)
+        how = ("the paired differences' CIs above 0" if len(diffs) == len(won)
+               else "the paired CIs above 0, or the intervals apart where seeds do not pair")
     if all(won):
         every = " at every x value compared" if x is not None and len(at) > 1 else ""
-        return Verdict(HOLDS, f"{desc}. {names}{every}, with the intervals apart.", t)
+        return Verdict(HOLDS, f"{desc}. {names}{every}, with {how}.", t)
     if lost:
-        return Verdict(FAILS, f"{desc}. Reversed, intervals apart: {'; '.join(lost)}.", t)
-    return Verdict(UNSURE, f"{desc}. The intervals overlap for at least one pair, so {names} is not established.", t)
+        return Verdict(FAILS, f"{desc}. Reversed, with {how.replace('above', 'below')}: {'; '.join(lost)}.", t)
+    return Verdict(UNSURE, f"{desc}. The intervals include no difference for at least one pair, "
+                           f"so {names} is not established.", t)
+
+
+def paired_difference(metric: str, a: pd.DataFrame, b: pd.DataFrame, higher: bool) -> dict | None:
+    """Mean and 95% t interval of s * (a - b) over the seeds both have, s = +1 when higher is
+    better (so positive means `a` is better); None unless each side has exactly one run per
+    seed, the same seeds, at least two of them with finite values on both sides."""
+    from harness.report.aggregate import SEED, t_ci95
+
+    if SEED not in a or SEED not in b or a[SEED].duplicated().any() or b[SEED].duplicated().any():
+        return None
+    if set(a[SEED]) != set(b[SEED]):
+        return None
+    ya = a.set_index(SEED)[metric].astype(float)
+    yb = b.set_index(SEED)[metric].astype(float).reindex(ya.index)
+    d = ((ya - yb) * (1.0 if higher else -1.0)).to_numpy()
+    d = d[np.isfinite(d)]
+    if len(d) < 2:
+        return None
+    mean, half = float(d.mean()), float(t_ci95(float(d.std(ddof=1)), len(d)))
+    return dict(n=len(d), n_dropped=len(ya) - len(d), mean=mean, ci_lo=mean - half, ci_hi=mean + half)
 
 
 # -- helpers ------------------------------------------------------------------------------
