@@ -3,7 +3,7 @@
     python -m harness.bench                  # the 540-run grid (batched), the basic launcher on a
                                              # 30-run subset of it, and the grid x10 (5,400 runs)
     python -m harness.bench --scales 1,10,100 --device cuda   # on a GPU, up to 54,000 runs
-    python -m harness.bench --scales 100 --basic 0 --curves parquet   # 54,000 runs, curves as Parquet
+    python -m harness.bench --scales 100 --basic 0             # 54,000 runs (curves as Parquet from x100 on)
 
 The grid (synthetic linear regression, n_train=2000, n_test=1000, d=20, 300 full-batch GD steps):
 
@@ -57,7 +57,7 @@ def sweep(args: list[str], uri: str, experiment: str, workdir: Path, launcher: s
             raise SystemExit(f"error: sweep {experiment} failed:\n{err.read().decode(errors='replace')[-2000:]}")
     timing = json.loads((sweep_dir / "timing.json").read_text())
     peak_mb = usage.ru_maxrss / 1024  # KiB on Linux
-    return {"experiment": experiment, "launcher": launcher, "runs": timing.pop("runs"), "wall_s": wall,
+    return {"experiment": experiment, "launcher": launcher, "curves": curves, "runs": timing.pop("runs"), "wall_s": wall,
             "phases": timing, "peak_rss_mb": peak_mb}
 
 
@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> None:
                     "default 1,10 on CPU, 1,10,100 on a GPU)")
     ap.add_argument("--basic", type=int, default=1, help="also run the 30-run subset with Hydra's basic launcher (0: skip)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    ap.add_argument("--curves", default="metrics", help="tracking.curves for the batched sweeps: metrics | parquet")
+    ap.add_argument("--curves", default=None, help="tracking.curves for the batched sweeps: metrics | parquet "
+                    "(default: metrics up to x10, parquet from x100 on: 28 million metric rows are not a sweep's job)")
     ap.add_argument("--workdir", default=None, help="where the store and sweep folders go (default: a temp dir)")
     ap.add_argument("--json", default=None, help="also write the results here")
     a = ap.parse_args(argv)
@@ -81,13 +82,14 @@ def main(argv: list[str] | None = None) -> None:
     if a.scales is None:
         a.scales = "1,10,100" if _on_gpu(a.device) else "1,10"
         if "100" not in a.scales:
-            print("(the x100 grid, 54,000 runs, is opt-in on CPU: --scales 1,10,100 --curves parquet, ~8 min on 2 cores)")
+            print("(the x100 grid, 54,000 runs, is opt-in on CPU: --scales 1,10,100, ~8 min on 2 cores)")
     scales = [int(s) for s in a.scales.split(",") if s]
     if a.basic:
         results.append(sweep(SUBSET, uri, "basic-subset", workdir, "basic", a.device))
         _show(results[-1])
     for scale in scales:
-        results.append(sweep(grid(scale), uri, f"batched-x{scale}", workdir, "batched", a.device, a.curves))
+        curves = a.curves or ("parquet" if scale >= 100 else "metrics")
+        results.append(sweep(grid(scale), uri, f"batched-x{scale}", workdir, "batched", a.device, curves))
         _show(results[-1])
     basic = next((r for r in results if r["launcher"] == "basic"), None)
     first = next((r for r in results if r["experiment"] == "batched-x1"), None)
@@ -110,7 +112,7 @@ def _on_gpu(device: str) -> bool:
 def _show(r: dict) -> None:
     ph = r["phases"]
     parts = " ".join(f"{k}={ph[k]:.2f}s" for k in ("compose", "data", "train", "track", "report", "plan") if k in ph)
-    print(f"{r['experiment']:>14} ({r['launcher']:>7}): {r['runs']:6d} runs in {r['wall_s']:7.2f} s whole process = "
+    print(f"{r['experiment']:>14} ({r['launcher']:>7}, curves {r['curves']:>7}): {r['runs']:6d} runs in {r['wall_s']:7.2f} s whole process = "
           f"{r['runs'] / r['wall_s']:8.1f} runs/s | train {r['runs'] / max(ph.get('train', 1e-9), 1e-9):9.0f} runs/s | "
           f"{parts} | peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
 
