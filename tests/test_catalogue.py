@@ -439,6 +439,9 @@ def test_study_grid_validates_and_its_claims_use_known_checks(name):
         jobs = [[f"{k}={v[0]}" for k, v in grid.items()]]
         jobs += [[f"{k}={vals[i] if k == key else vals[0]}" for k, vals in grid.items()]
                  for key, values in grid.items() for i in range(1, len(values))]
+        from harness.conditional import prune   # as the sweeper: options only where the choice has them
+
+        jobs = prune(jobs, {str(k): str(v) for k, v in full.hydra.runtime.choices.items() if v is not None})
         for job in jobs:
             cfg = OmegaConf.to_container(hcompose(config_name="config", overrides=[f"+experiment={name}", *job]),
                                          resolve=True)

@@ -540,6 +540,19 @@ def test_claim_losses_as_variants():
 
 
 # -- series names, axes, density geometry, curve sources -------------------------------------------
+def test_series_keep_their_colour_across_a_reports_figures():
+    from harness.report import plots
+
+    plots.reset_colors()
+    first = plots.colors(["triplet (hard)", "contrastive", "cross_entropy (hidden layer)"])
+    second = plots.colors(["triplet (hard)", "contrastive", "triplet (random)"])
+    assert second["triplet (hard)"] == first["triplet (hard)"] and second["contrastive"] == first["contrastive"]
+    assert len(set(second.values())) == 3 and second["triplet (random)"] not in first.values()
+    many = plots.colors([f"loss{i}" for i in range(9)])     # 12 labels in the report: no clash in a figure
+    assert len(set(many.values())) == 9
+    plots.reset_colors()
+
+
 def test_line_labels():
     line = ["loss.name", "loss.direction", "loss.margin", "loss.mining"]
     assert A.line_label({"loss.name": "kl", "loss.direction": "reverse", "loss.margin": np.nan,

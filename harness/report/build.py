@@ -21,6 +21,7 @@ import pandas as pd
 from harness.report import aggregate as A
 from harness.report import claims as C
 from harness.report import load as L
+from harness.report import plots
 from harness.report import render
 from harness.report.figures import Figure, make_figures
 
@@ -48,6 +49,7 @@ def build_report(uri: str = "sqlite:///mlflow.db", experiment: str = "lossbench"
 
     sources = dict(zip(runs["run_id"], runs["curves"])) if "curves" in runs else {}
     fetch = lambda ids, key: L.curves(client, ids, key, sources)
+    plots.reset_colors()  # one colour per series across the report's figures
     figs = make_figures(runs, folder, fetch) if len(runs) else []
     verdicts = check_claims(runs, sw.study, folder)
     blocks = report_blocks(sw, runs, summ, figs, verdicts, folder)

@@ -30,10 +30,29 @@ def _mpl():
     return plt
 
 
+_ASSIGNED: dict[str, str] = {}   # label -> colour, for the figures of one report
+
+
+def reset_colors() -> None:
+    """Starts a report's palette (build_report calls it)."""
+    _ASSIGNED.clear()
+
+
 def colors(labels: list[str]) -> dict[str, str]:
-    """One colour per line label, stable across figures (sorted labels -> tab10 order)."""
+    """One tab10 colour per line label, the same in every figure of a report: a label keeps the
+    colour it got in the first figure that drew it (new labels take free colours, in sorted
+    order). Where that would give two lines of one figure the same colour (over ten labels in
+    the report), the figure falls back to its own sorted order."""
     palette = [f"C{i}" for i in range(10)]
-    return {lab: palette[i % 10] for i, lab in enumerate(sorted(set(labels)))}
+    labs = sorted(set(labels))
+    for lab in labs:
+        if lab not in _ASSIGNED:
+            free = [c for c in palette if c not in _ASSIGNED.values()]
+            _ASSIGNED[lab] = free[0] if free else palette[len(_ASSIGNED) % 10]
+    got = {lab: _ASSIGNED[lab] for lab in labs}
+    if len(set(got.values())) < min(len(labs), 10):
+        return {lab: palette[i % 10] for i, lab in enumerate(labs)}
+    return got
 
 
 def _grid(table: pd.DataFrame) -> tuple[list[tuple[str, str]], int, int]:
@@ -76,8 +95,11 @@ def _figure(nrows: int, ncols: int, w: float = 4.2, h: float = 3.2, sharey: bool
 def _finish(fig, handles: dict, title: str, path: Path, sort: bool = True) -> None:
     if handles:
         names = sorted(handles) if sort else list(handles)
+        # as many columns as fit the figure's width (~13 characters per inch at 9 pt, plus the
+        # marker): long series names wrap into rows instead of running off both edges
+        fit = int(fig.get_size_inches()[0] * 13 // (max(len(str(k)) for k in names) + 6))
         fig.legend([handles[k] for k in names], names, loc="outside lower center",
-                   ncol=min(len(handles), 5), frameon=False, fontsize=9)
+                   ncol=max(1, min(len(handles), 5, fit)), frameon=False, fontsize=9)
     import textwrap
 
     width = int(fig.get_size_inches()[0] * 10)   # ~10 characters per inch at 11 pt
