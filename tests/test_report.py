@@ -521,6 +521,21 @@ def test_better_than_pairs_runs_by_seed():
     assert C.evaluate(runs, {**BETTER, "better": "cross_entropy", "worse": "gce", "at": 0.3}).verdict == "does not hold"
 
 
+def test_a_loss_name_stands_for_each_of_its_variants():
+    """`huber` in a claim, on a sweep with two deltas, is checked for each Huber series."""
+    runs = _runs({"mse": 10, "mae": 0.5})
+    small, large = _runs({"huber": 2}), _runs({"huber": 6})
+    runs = pd.concat([runs, small.assign(**{"loss.delta": 0.3}), large.assign(**{"loss.delta": 3.0})], ignore_index=True)
+    v = C.evaluate(runs, {**CLAIM, "smaller": ["huber", "mae"]})
+    assert v.verdict == "holds" and set(v.table["loss"]) == {"mse", "huber (delta=0.3)", "huber (delta=3)", "mae"}, v.text
+    v = C.evaluate(runs, {**CLAIM, "larger": ["huber"], "smaller": ["mae"]})
+    assert v.verdict == "holds" and len(v.table) == 3
+    v = C.evaluate(runs, {**CLAIM, "larger": [{"loss.name": "huber", "loss.delta": 3.0}], "smaller": ["huber"]})
+    assert v.verdict == "holds" and len(v.table) == 2   # against delta=0.3; a series is not compared with itself
+    v = C.evaluate(runs, {**LEVERAGE, "where": {"outliers.kind": "shift"}, "reference": "huber", "losses": ["mae"]})
+    assert v.verdict == "inconclusive" and "2 variants" in v.text and "loss.delta: 0.3" in v.text, v.text
+
+
 def test_claim_losses_as_variants():
     """A loss entry may be a mapping of params, named like the report's series."""
     runs = _acc({"triplet": 0.0})

@@ -26,7 +26,9 @@ Keys every check reads:
 Losses. Wherever a check takes losses, an entry is a loss name (`mse`: every run with
 loss.name=mse) or a mapping of params that picks one variant, e.g. {loss.name: triplet,
 loss.mining: hard} or {loss.name: kl, loss.direction: reverse}; it is named like the report's
-series (`triplet (hard)`, `gce (q=0.5)`).
+series (`triplet (hard)`, `gce (q=0.5)`). A loss name whose runs differ in the loss's own options
+(a sweep `loss=mse,mae,huber loss.delta=0.3,1,3`) stands for each of its variants, so `huber`
+in a claim then means every Huber series of the report (a `reference` must name one).
 
 Checks:
 
@@ -175,6 +177,29 @@ def series(runs: pd.DataFrame, entry: Any) -> tuple[str, pd.DataFrame]:
     return label, got
 
 
+def variants(runs: pd.DataFrame, entries: list) -> list:
+    """The entries as the report's series: a bare loss name whose runs differ in one of that
+    loss's own options (`loss=mse,huber loss.delta=0.5,2` has two Huber series) stands for each
+    variant, {loss.name: huber, loss.delta: 0.5}, ...; mappings and single-variant names stay."""
+    out: list = []
+    for entry in entries:
+        if isinstance(entry, dict) or LOSS not in runs:
+            out.append(entry)
+            continue
+        r = runs[runs[LOSS].astype(str) == str(entry)]
+        opts = [c for c in r.columns if c.startswith("loss.") and c != LOSS and r[c].nunique(dropna=True) > 1]
+        if not opts:
+            out.append(entry)
+            continue
+        combos = r[opts].drop_duplicates().sort_values(opts)
+        out += [{LOSS: str(entry), **{c: _plain(v) for c, v in row.items()}} for row in combos.to_dict("records")]
+    return out
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def _as_list(v: Any) -> list:
     if v is None:
         return []
@@ -242,7 +267,8 @@ def slopes(runs: pd.DataFrame, claim: dict, losses: list[str]) -> pd.DataFrame:
         where = ", ".join(f"{k}={v}" for k, v in (claim.get("where") or {}).items())
         raise ClaimError(f"no runs with {where} in this sweep")
     rows = []
-    for entry in losses:
+    unique = {series_label(e): e for e in losses}   # a series named twice is fitted once
+    for entry in unique.values():
         loss, r = series(sub, entry)
         xv, yv = pd.to_numeric(r[x], errors="coerce").to_numpy(float), r[metric].to_numpy(float)
         ok = np.isfinite(xv) & np.isfinite(yv)
@@ -264,10 +290,14 @@ def slope_greater(runs: pd.DataFrame, claim: dict) -> Verdict:
     larger, smaller = list(claim.get("larger", [])), list(claim.get("smaller", []))
     if not larger or not smaller:
         raise ClaimError("slope_greater needs `larger` and `smaller` lists of losses")
+    sub = select(runs, claim.get("where"))
+    larger, smaller = variants(sub, larger), variants(sub, smaller)
     t = slopes(runs, claim, larger + smaller)
     s = t.set_index("loss")
     larger, smaller = [series_label(e) for e in larger], [series_label(e) for e in smaller]
-    pairs = [(a, b) for a in larger for b in smaller]
+    pairs = [(a, b) for a in larger for b in smaller if a != b]
+    if not pairs:
+        raise ClaimError("slope_greater: `larger` and `smaller` name the same series")
     above = all(s.at[a, "ci_lo"] > s.at[b, "ci_hi"] for a, b in pairs)
     below = all(s.at[a, "ci_hi"] < s.at[b, "ci_lo"] for a, b in pairs)
     desc = _describe(t, claim)
@@ -285,7 +315,7 @@ def slope_greater(runs: pd.DataFrame, claim: dict) -> Verdict:
 def slopes_similar(runs: pd.DataFrame, claim: dict, factor: float = 2.0) -> Verdict:
     """Holds when the slopes of `losses` share a sign and lie within `factor` (2) of each other,
     max|b| / min|b| <= 2, or when every pair of 95% CIs overlaps; does not hold otherwise."""
-    losses = list(claim.get("losses", []))
+    losses = variants(select(runs, claim.get("where")), list(claim.get("losses", [])))
     if len(losses) < 2:
         raise ClaimError("slopes_similar needs a `losses` list of two or more losses")
     t = slopes(runs, claim, losses)
@@ -331,6 +361,11 @@ def degrades_alike(runs: pd.DataFrame, claim: dict) -> Verdict:
         raise ClaimError("degrades_alike needs a `reference` loss and a `losses` list")
     metric, x = claim.get("metric"), claim.get("x")
     sub = _prepare(runs, claim, need_x=True)
+    refs, losses = variants(sub, [ref]), variants(sub, losses)
+    if len(refs) > 1:
+        raise ClaimError(f"reference: {ref} has {len(refs)} variants in this sweep; name one, e.g. "
+                         f"{{{', '.join(f'{k}: {v}' for k, v in refs[0].items())}}}")
+    ref = refs[0]
     higher = _direction(claim)
     factor = float(claim.get("factor", 2.0))
     if factor < 1:
@@ -408,6 +443,7 @@ def better_than(runs: pd.DataFrame, claim: dict) -> Verdict:
     if claim.get("at") is not None and x is None:
         raise ClaimError("better_than: `at` needs `x`, the param its values belong to")
     sub = _prepare(runs, claim, need_x=False)
+    better, worse = variants(sub, better), variants(sub, worse)
     higher = _direction(claim)
     if x is not None:
         xs = np.sort(pd.to_numeric(sub[x], errors="coerce").dropna().unique())
