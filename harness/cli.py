@@ -59,8 +59,8 @@ def check_options(parsed, lines: list[str]) -> None:
     if any(o.key_or_group == "experiment" for o in parsed):
         return
     swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
-    job = [line for o, line in zip(parsed, lines)
-           if not o.is_sweep_override() and (conditional.group_option(line) or ("", ""))[0] not in swept]
+    fixed = [(o, line) for o, line in zip(parsed, lines) if not o.is_sweep_override()]
+    job = [line for o, line in fixed if o.key_or_group.split(".")[0] not in swept]
     conditional.check([job], conditional.primary_choices())
 
 

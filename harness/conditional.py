@@ -17,11 +17,11 @@ dropped.
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from harness.cli import CONF
+
 GROUPS = ("loss", "dataset", "model", "optimizer")
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 @lru_cache(maxsize=None)
@@ -120,31 +120,21 @@ def defer_options(argv: list[str]) -> list[str]:
     a single-valued option of that group, `loss.delta=0.5`, becomes `loss.delta=choice(0.5)`, so
     Hydra applies it per job (where `prune` can drop it) rather than to the primary config,
     whose default choice may not have it."""
-    if not any(a in ("-m", "--multirun") for a in argv):
-        return argv
-    swept = set()
-    study = False
-    for a in argv:
-        prefix, key, value = split(a)
-        if key in GROUPS and _is_sweep(value):
-            swept.add(key)
-        study = study or key == "experiment"
-    out = []
-    for a in argv:
-        opt = group_option(a) if "=" in a and not a.startswith("-") else None
-        _, _, value = split(a)
-        if opt and (opt[0] in swept or study) and value and not _is_sweep(value):
-            a = f"{a.partition('=')[0]}=choice({value})"
-        out.append(a)
-    return out
-
-
-def _is_sweep(value: str) -> bool:
-    """Whether an override's value is a sweep (a,b / choice(...) / range(...) / glob(...))."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    if not any(a in ("-m", "--multirun") for a in argv):
+        return argv
+    at = [i for i, a in enumerate(argv) if "=" in a and not a.startswith("-")]
     try:
-        (o,) = OverridesParser.create().parse_overrides([f"x={value}"])
+        parsed = dict(zip(at, OverridesParser.create().parse_overrides([argv[i] for i in at])))
     except Exception:
-        return False
-    return o.is_sweep_override()
+        return argv  # Hydra reports syntax errors itself
+    swept = {o.key_or_group for o in parsed.values() if o.key_or_group in GROUPS and o.is_sweep_override()}
+    study = any(o.key_or_group == "experiment" for o in parsed.values())
+    out = list(argv)
+    for i, o in parsed.items():
+        opt = group_option(argv[i])
+        key, _, value = argv[i].partition("=")
+        if opt and (opt[0] in swept or study) and value and not o.is_sweep_override():
+            out[i] = f"{key}=choice({value})"
+    return out

@@ -14,8 +14,6 @@ DATASETS: Registry[type[Dataset]] = Registry("dataset")
 
 from harness.data import files, openml, public, synthetic  # noqa: E402
 
-for _cls in synthetic.DATASETS:
-    _cls.synthetic = True
 for _m in (synthetic, public, files, openml):
     for _cls in _m.DATASETS:
         DATASETS.add(_cls.name, _cls)

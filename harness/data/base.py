@@ -48,9 +48,7 @@ class Dataset(Component):
     # keys every dataset takes; subclasses extend with `schema = {**Dataset.schema, ...}`
     schema: ClassVar[dict[str, Any]] = {"standardize": True, "test_size": 0.25, "seed": None}
     card: ClassVar[str] = ""   # the dataset card in datasets/, relative to the repo root
-    # drawn by our own code from a valid config: nothing in the data itself can be wrong, so
-    # validation need not build it (a 54,000-run sweep has 1,500 distinct draws)
-    synthetic: ClassVar[bool] = False
+    synthetic: ClassVar[bool] = False   # True: validation need not build it (synthetic.Synthetic)
 
     @classmethod
     def task_of(cls, section: dict[str, Any]) -> str:
