@@ -6,26 +6,15 @@ starts, the command line's config-group choices are checked against conf/, so a 
 """
 from __future__ import annotations
 
-import os
 import sys
-import time
-import uuid
-from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
-PARENT_ENV, SWEEP_ENV = "LOSSBENCH_PARENT_RUN_ID", "LOSSBENCH_SWEEP_ID"
-
-
-def new_sweep_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+from harness.paths import CONF, group_dir
 
 
 def group_options(group: str) -> list[str]:
-    d = CONF / group
+    d = group_dir(group)
     return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
 
 
@@ -40,7 +29,7 @@ def precheck(argv: list[str]) -> None:
         return  # Hydra reports syntax errors itself
     for o in parsed:
         group = o.key_or_group
-        if o.package is not None or not (CONF / group).is_dir() or o.is_delete():
+        if o.package is not None or not group_dir(group).is_dir() or o.is_delete():
             continue
         values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
         allowed = group_options(group)
@@ -81,21 +70,9 @@ def task_overrides() -> tuple[str, ...]:
         return ()
 
 
-_trackers: dict[tuple[str, str], Any] = {}
-
-
-def tracker_for(spec):
-    """One Tracker per (uri, experiment) per process (jobs of an in-process launcher share it)."""
-    from harness.tracking import Tracker
-
-    key = (spec.tracking["uri"], spec.tracking["experiment"])
-    if key not in _trackers:
-        _trackers[key] = Tracker(*key)
-    return _trackers[key]
-
-
 def run_job(cfg, overrides: tuple[str, ...] = ()) -> dict[str, float]:
-    """One job: validate, train a stack of one, write it to MLflow. Returns its final metrics."""
+    """One job: validate, train a stack of one, write it to MLflow (into the sweep it belongs
+    to, harness/sweep.py). Returns its final metrics, status and run id."""
     from harness.spec import build_spec
 
     try:
@@ -104,19 +81,17 @@ def run_job(cfg, overrides: tuple[str, ...] = ()) -> dict[str, float]:
         print(e.line(), file=sys.stderr)
         sys.exit(2)
     from harness import timing
-    from harness.engine import train
+    from harness.sweep import SweepContext, run_stacks
 
-    with timing.phase("train"):
-        (result,) = train([spec])
     with timing.phase("track"):
-        tracker = tracker_for(spec)
-        parent = os.environ.get(PARENT_ENV) or None
-        sweep_id = os.environ.get(SWEEP_ENV) or new_sweep_id()
-        (run_id,) = tracker.write([result], parent, sweep_id)
-    f = result.final
-    shown = ", ".join(f"{k}={v:.4g}" for k, v in f.items() if k.startswith("test/"))
-    print(f"[{result.status}] {spec.loss['name']} on {spec.dataset['name']}: {shown}  (run {run_id})")
-    return {**f, "status": result.status, "run_id": run_id}
+        ctx = SweepContext.for_job(spec)
+    written, error = run_stacks([spec], ctx, stacks=[[0]])
+    if error is not None:
+        raise error
+    w = written[0]
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in w.final.items() if k.startswith("test/"))
+    print(f"[{w.status}] {spec.loss['name']} on {spec.dataset['name']}: {shown}  (run {w.run_id})")
+    return w.value()
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
 
-from harness.cli import CONF
+from harness.paths import CONF
 
 GROUPS = ("loss", "dataset", "model", "optimizer")
 

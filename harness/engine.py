@@ -1,8 +1,8 @@
 """The engine: `train(specs) -> [RunResult]` trains a stack of runs as one batched program.
 
-A stack is laid out as U data groups x K runs per group (groups share training data, seed and
-minibatch order; a group with fewer than K runs is padded with copies whose results are
-dropped). Every parameter carries the [U, K] axes; per-run numbers (learning rate,
+A stack is laid out as U data groups x K runs per group (layout.py: groups share training data,
+seed and minibatch order; a group with fewer than K runs is padded with copies whose results
+are dropped). Every parameter carries the [U, K] axes; per-run numbers (learning rate,
 regularization weights, loss parameters) are [U, K] tensors. One step:
 
     out  = model(params, X)                      [U, K, n, o]
@@ -16,27 +16,33 @@ param_error every eval_every steps (and all of them at the last step).
 
 A run whose objective turns NaN/inf, or exceeds divergence_factor x max(initial loss, 1), stops:
 its parameters freeze, it is recorded as diverged with its curve up to that point (NaN after
-it) and NaN final metrics, and its neighbours go on. Curves are kept on the device and copied out once, at the end, so a GPU
-never waits on the host inside the loop. A single run is a stack of one: same code path.
+it) and NaN final metrics, and its neighbours go on. Curves are kept on the device and copied
+out once, at the end, so a GPU never waits on the host inside the loop. A single run is a stack
+of one: same code path.
+
+Nothing here asks a component its name: the spec carries the resolved head, metric family and
+output size, the task puts its targets on the device, the model says what it offers.
 """
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from harness import metrics as M
-from harness.metrics import FAMILIES
+from harness import layout as L
 from harness.data import Prepared, load
-from harness.data.base import rng
-from harness.losses import Batch, loss_class
+from harness.heads import HEADS
+from harness.losses import loss_class
+from harness.metrics import FAMILY_METRICS, Representation
+from harness.metric_table import FAMILIES
 from harness.models import MODELS
 from harness.optim import OPTIMIZERS
 from harness.spec import RunSpec, resolve_device
+from harness.tasks import TASKS
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -52,284 +58,175 @@ class RunResult:
     device: str
     data: Prepared | None = field(default=None, repr=False)
     params: dict[str, np.ndarray] | None = field(default=None, repr=False)  # final, when asked for
-
-
-@dataclass
-class Layout:
-    """Which run sits in which (group, slot); padding slots repeat the group's first run."""
-
-    groups: list[list[int]]   # run indices per group
-    U: int
-    K: int
-    run_at: np.ndarray        # [U, K] run index in each slot
-    real: np.ndarray          # [U, K] bool, False for padding
-
-    @classmethod
-    def of(cls, specs: Sequence[RunSpec]) -> "Layout":
-        by_key: dict[tuple, list[int]] = defaultdict(list)
-        for i, s in enumerate(specs):
-            by_key[s.group_key()].append(i)
-        groups = list(by_key.values())
-        # At least two slots per group: BLAS multiplies by a single column along another path
-        # (GEMV) than by several (GEMM), with other rounding; from two columns on, each run's
-        # products are bit-identical whatever its neighbours (tested), so a run alone and the
-        # same run in a stack follow the same trajectory even where the loss is chaotic (MAE's
-        # sign-gradient oscillation amplified one-ulp differences to 5e-3 before this).
-        U, K = len(groups), max(2, max(len(g) for g in groups))
-        run_at = np.array([g + [g[0]] * (K - len(g)) for g in groups])
-        real = np.array([[k < len(g) for k in range(K)] for g in groups])
-        return cls(groups, U, K, run_at, real)
-
-
-def out_dim(spec: RunSpec, data: Prepared) -> int:
-    head = loss_class(spec.loss).head_for(spec.task)
-    fixed = {"value": 1, "logit": 1, "density": 2, "embedding": spec.model.get("embed_dim", 1)}
-    return fixed.get(head) or (data.n_classes or 1)
-
-
-def _per_run(specs, layout, fn, device, dtype) -> torch.Tensor:
-    vals = np.array([[fn(specs[i]) for i in row] for row in layout.run_at], dtype=np.float64)
-    return torch.tensor(vals, dtype=dtype, device=device)
-
-
-def _loss_param(specs, layout, key: str, floats_ok: bool, device, dtype):
-    """A loss parameter: one float when every run of the stack shares it (and the loss takes
-    floats), else [U, K, 1]."""
-    values = {specs[i].loss[key] for i in layout.run_at.ravel()}
-    if floats_ok and len(values) == 1:
-        return float(values.pop())
-    return _per_run(specs, layout, lambda s: s.loss[key], device, dtype)[..., None]
-
-
-def _batches(layout: Layout, specs, n: int, steps: int, batch_size: int | None) -> torch.Tensor | None:
-    """Minibatch row indices [U, steps + 1, b] (the last one for the loss at the final
-    parameters, so every point of a minibatch train/loss curve is a minibatch loss): shuffled
-    epochs from each group's seed; None = full batch."""
-    if batch_size is None or batch_size >= n:
-        return None
-    per_epoch = n // batch_size
-    out = []
-    for g in layout.groups:
-        r = rng(specs[g[0]].seed, "batches")
-        rows = [r.permutation(n)[: per_epoch * batch_size].reshape(per_epoch, batch_size)
-                for _ in range(-(-(steps + 1) // per_epoch))]
-        out.append(np.concatenate(rows)[:steps + 1])
-    return torch.from_numpy(np.stack(out))
+    artifacts: dict[str, str] = field(default_factory=dict, repr=False)     # text files the task records
 
 
 def train(specs: Sequence[RunSpec], keep_params: bool = False, sync_check: bool = False) -> list[RunResult]:
     """Trains runs that share a stack key as one batched program; returns one result per spec,
     in order (with each run's final parameters when `keep_params`). `sync_check` (CUDA, tests)
     makes any host-device synchronization inside the training loop an error."""
-    specs = list(specs)
-    first = specs[0]
-    assert all(s.stack_key() == first.stack_key() for s in specs), "train() needs runs of one stack"
-    device = torch.device(resolve_device(first.device))
-    if device.type == "cpu":
-        # Converged runs drive gradients into subnormal floats, which x86 CPUs handle ~30x slower
-        # (seen: 1 s -> 30 s for 180 runs). Flushing them to zero changes nothing measurable.
-        torch.set_flush_denormal(True)
-    dtype = DTYPES[first.train["dtype"]]
-    steps, eval_every, log_every = first.train["steps"], first.train["eval_every"], first.train["log_every"]
-    layout = Layout.of(specs)
-    U, K = layout.U, layout.K
-
-    datas = [load(specs[g[0]].dataset, specs[g[0]].seed, specs[g[0]].outlier_tuple()) for g in layout.groups]
-    loss_cls = loss_class(first.loss)
-    loss_fn = loss_cls(loss_cls.options_of(first.loss))
-    head = loss_cls.head_for(first.task)
-    family = FAMILIES.get(first.eval_family)
-    data = _Data.of(datas, first.task, loss_cls, device, dtype)
-    X, n = data.X, data.X.shape[1]
-
-    lparams = {k: _loss_param(specs, layout, k, loss_cls.floats_ok, device, dtype) for k in loss_cls.stacked}
-    model = MODELS.get(first.model["name"])(first.model, X.shape[-1], out_dim(first, datas[0]), head)
-    seeds = np.vectorize(lambda i: specs[i].seed)(layout.run_at)
-    params = model.init(seeds, device, dtype, datas)
-    opt = OPTIMIZERS.get(first.optimizer["name"])(first.optimizer)
-    lr = _per_run(specs, layout, lambda s: s.optimizer["lr"], device, dtype)
-    l1 = _per_run(specs, layout, lambda s: s.regularization["weight"] * (s.regularization["kind"] == "l1"), device, dtype)
-    l2 = _per_run(specs, layout, lambda s: s.regularization["weight"] * (s.regularization["kind"] == "l2"), device, dtype)
-    batches = _batches(layout, specs, n, steps, first.train["batch_size"])
-    if batches is not None:
-        batches = batches.to(device)
-    rows = [n if batches is None else batches.shape[-1]] * (steps + 1)
-    draws = _Draws(layout, specs, head, rows, device, dtype)
-    # param_error needs known weights and a model whose weights are those of a linear fit
-    w_true = None
-    if model.name == "linear" and first.task == "regression" and all(d.w_true is not None for d in datas):
-        w_true = _stack([d.w_true for d in datas], device, dtype)[:, None, :]                  # [U, 1, d]
-        w_unscale = _stack([d.y_scale / d.x_scale for d in datas], device, dtype)[:, None, :]  # [U, 1, d]
-    squeeze = head in ("value", "logit")
-    test_loss = first.eval_family != "embedding" and head != "density"
-
-    Xt, Xt_test = X.transpose(1, 2).contiguous(), data.ev.X.transpose(1, 2).contiguous()
-
-    def forward(p, Xb, Xbt=None):
-        out = model.forward(p, Xb, Xbt)
-        return out.squeeze(-1) if squeeze else out
-
-    def penalty(p):
-        a = sum(p[k].abs().flatten(2).sum(-1) for k in model.penalized)
-        b = sum((p[k] * p[k]).flatten(2).sum(-1) for k in model.penalized)
-        return l1 * a + l2 * b
-
-    log_steps = [s for s in range(steps + 1) if s % log_every == 0 or s == steps]
-    eval_steps = [s for s in range(steps + 1) if s % eval_every == 0 or s == steps]
-    log_pos = {s: i for i, s in enumerate(log_steps)}
-    eval_pos = {s: i for i, s in enumerate(eval_steps)}
-    zeros = lambda m: torch.full((m, U, K), float("nan"), device=device, dtype=dtype)
-    curves = {"train/loss": zeros(len(log_steps))}
-    evals: dict[str, torch.Tensor] = {}
-    alive = torch.ones(U, K, dtype=torch.bool, device=device)
-    died = torch.full((U, K), steps + 1, dtype=torch.long, device=device)
-    threshold = None
-    names = list(params)
-    out_te = None
-
+    st = _Stack(list(specs))
     t0 = time.perf_counter()
-    if sync_check and device.type == "cuda":
+    with _no_sync(st.device, sync_check):
+        for s in range(st.steps + 1):
+            loss, obj, grads, gnorm = st.step(s)
+            st.evaluate(s, loss, obj, gnorm)
+            if s < st.steps:
+                st.opt.step(st.params, grads, st.lr, st.alive, s + 1)
+    finals = st.finals()
+    if st.device.type == "cuda":
+        torch.cuda.synchronize()
+    return st.collect(finals, time.perf_counter() - t0, keep_params)
+
+
+@contextmanager
+def _no_sync(device: torch.device, on: bool):
+    if on and device.type == "cuda":
         torch.cuda.set_sync_debug_mode("error")
-    for s in range(steps + 1):
-        Xb, batch = data.batch(None if batches is None else batches[:, s], draws.at(s))
-        out = forward(params, Xb, Xt if batches is None else None)
-        loss = loss_fn(out, batch, lparams)
-        obj = loss + penalty(params)
-        total = torch.where(alive, obj, torch.zeros_like(obj)).sum()
-        grads = dict(zip(names, torch.autograd.grad(total, [params[k] for k in names])))
+    try:
+        yield
+    finally:
+        if on and device.type == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
+
+
+class _Stack:
+    """One stack's state: setup here, then `step` / `evaluate` each step, `finals`, `collect`."""
+
+    def __init__(self, specs: list[RunSpec]):
+        self.specs, first = specs, specs[0]
+        assert all(s.stack_key() == first.stack_key() for s in specs), "train() needs runs of one stack"
+        self.device = device = torch.device(resolve_device(first.device))
+        if device.type == "cpu":
+            # Converged runs drive gradients into subnormal floats, which x86 CPUs handle ~30x slower
+            # (seen: 1 s -> 30 s for 180 runs). Flushing them to zero changes nothing measurable.
+            torch.set_flush_denormal(True)
+        self.dtype = dtype = DTYPES[first.train["dtype"]]
+        self.steps, t = first.train["steps"], first.train
+        self.layout = lay = L.Layout.of(specs)
+        self.datas = [load(s.dataset, s.seed, s.outlier_tuple()) for s in lay.firsts(specs)]
+        self.task, self.head = TASKS.get(first.task), HEADS.get(first.head)
+        self.family, self.metrics = FAMILIES[first.family], FAMILY_METRICS.get(first.family)
+        loss_cls = loss_class(first.loss)
+        self.loss_fn = loss_cls(loss_cls.options_of(first.loss))
+        self.data = L.DeviceData.of(self.datas, self.task, loss_cls, device, dtype)
+        self.lparams = {k: L.loss_param(specs, lay, k, loss_cls.floats_ok, device, dtype) for k in loss_cls.stacked}
+        self.model = MODELS.get(first.model["name"])(first.model, first.n_features, first.out_dim, self.head.zero_start)
+        self.params = self.model.init(np.vectorize(lambda i: specs[i].seed)(lay.run_at), device, dtype, self.datas)
+        self.opt = OPTIMIZERS.get(first.optimizer["name"])(first.optimizer)
+        self.lr = L.per_run(specs, lay, lambda s: s.optimizer["lr"], device, dtype)
+        reg = lambda kind: (lambda s: s.regularization["weight"] * (s.regularization["kind"] == kind))
+        self.l1, self.l2 = (L.per_run(specs, lay, reg(k), device, dtype) for k in ("l1", "l2"))
+        n = self.data.X.shape[1]
+        self.batches = L.batches(lay, specs, n, self.steps, t["batch_size"])
+        if self.batches is not None:
+            self.batches = self.batches.to(device)
+        self.draws = L.Draws(lay, specs, self.head, [n if self.batches is None else self.batches.shape[-1]] * (self.steps + 1),
+                             device, dtype)
+        # param_error: known true weights and a model whose weights are those of a linear fit
+        self.w_true = None
+        if self.model.linear_weights(self.params) is not None and all(d.w_true is not None for d in self.datas):
+            self.w_true = self._stack([d.w_true for d in self.datas])[:, None, :]                     # [U, 1, d]
+            self.w_unscale = self._stack([d.y_scale / d.x_scale for d in self.datas])[:, None, :]   # [U, 1, d]
+        self.Xt, self.Xt_test = (Z.transpose(1, 2).contiguous() for Z in (self.data.X, self.data.ev.X))
+        self.log_steps = [s for s in range(self.steps + 1) if s % t["log_every"] == 0 or s == self.steps]
+        self.eval_steps = [s for s in range(self.steps + 1) if s % t["eval_every"] == 0 or s == self.steps]
+        self.log_pos = {s: i for i, s in enumerate(self.log_steps)}
+        self.eval_pos = {s: i for i, s in enumerate(self.eval_steps)}
+        self.curves = {"train/loss": self._nan(len(self.log_steps))}
+        self.evals: dict[str, torch.Tensor] = {}
+        self.alive = torch.ones(lay.U, lay.K, dtype=torch.bool, device=device)
+        self.died = torch.full((lay.U, lay.K), self.steps + 1, dtype=torch.long, device=device)
+        self.threshold = self.out_te = None
+        self.names = list(self.params)
+
+    def _stack(self, arrays) -> torch.Tensor:
+        return torch.as_tensor(np.stack(arrays), device=self.device, dtype=self.dtype)
+
+    def _nan(self, m: int) -> torch.Tensor:
+        return torch.full((m, self.layout.U, self.layout.K), float("nan"), device=self.device, dtype=self.dtype)
+
+    def forward(self, Xb: torch.Tensor, Xbt: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.model.forward(self.params, Xb, Xbt)
+        return out.squeeze(-1) if self.head.squeeze else out
+
+    def penalty(self) -> torch.Tensor:
+        p = self.params
+        a = sum(p[k].abs().flatten(2).sum(-1) for k in self.model.penalized)
+        b = sum((p[k] * p[k]).flatten(2).sum(-1) for k in self.model.penalized)
+        return self.l1 * a + self.l2 * b
+
+    def step(self, s: int):
+        """Loss, objective, gradients and gradient norm of every run at step s."""
+        full = self.batches is None
+        Xb, batch = self.data.batch(None if full else self.batches[:, s], self.draws.at(s))
+        out = self.forward(Xb, self.Xt if full else None)
+        loss = self.loss_fn(out, batch, self.lparams)
+        obj = loss + self.penalty()
+        total = torch.where(self.alive, obj, torch.zeros_like(obj)).sum()
+        grads = dict(zip(self.names, torch.autograd.grad(total, [self.params[k] for k in self.names])))
         with torch.no_grad():
             gnorm = torch.sqrt(sum((g * g).flatten(2).sum(-1) for g in grads.values()))
-            if threshold is None:
-                threshold = first.train["divergence_factor"] * torch.clamp(loss.abs(), min=1.0)
-            ok = torch.isfinite(obj) & torch.isfinite(gnorm) & (loss <= threshold)
-            died = torch.where(alive & ~ok, torch.full_like(died, s), died)
-            alive = alive & ok
-            if s in log_pos:
-                curves["train/loss"][log_pos[s]] = loss
-            if s in eval_pos:
-                out_te = forward(params, data.ev.X, Xt_test)
-                vals = {"train/objective": obj, "train/grad_norm": gnorm, **family.curve(out_te, data.ev)}
-                if test_loss:
-                    vals["test/loss"] = loss_fn(out_te, data.test_batch, lparams)
-                if w_true is not None:
-                    vals["param_error"] = (params["W"][..., 0] * w_unscale - w_true).norm(dim=-1)
-                for k, v in vals.items():
-                    evals.setdefault(k, zeros(len(eval_steps)))[eval_pos[s]] = v
-        if s < steps:
-            opt.step(params, grads, lr, alive, s + 1)
-    if sync_check and device.type == "cuda":
-        torch.cuda.set_sync_debug_mode("default")
-    with torch.no_grad():
-        if first.eval_family in ("embedding", "multiclass"):
-            # retrieval metrics: of the embedding itself, or (the cross-entropy baseline) of the
-            # representation before an MLP's output layer
-            emb = (lambda Z: forward(params, Z)) if first.eval_family == "embedding" else (lambda Z: model.features(params, Z))
-            feats = emb(data.ev.X)
-            if feats is not None:
-                data.ev.extra.update(features=feats, train_features=emb(X), train_labels=data.y)
-        finals = family.final(feats if first.eval_family == "embedding" else out_te, data.ev)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
-    results = _results(specs, layout, datas, curves, evals, finals, log_steps, eval_steps, died, steps, seconds,
-                       str(device))
-    if keep_params:
-        host = {k: v.detach().cpu().numpy() for k, v in params.items()}
-        for u, g in enumerate(layout.groups):
+        return loss, obj, grads, gnorm
+
+    def evaluate(self, s: int, loss, obj, gnorm) -> None:
+        """Stops the runs that diverged at step s; records the curves due at s."""
+        with torch.no_grad():
+            if self.threshold is None:
+                self.threshold = self.specs[0].train["divergence_factor"] * torch.clamp(loss.abs(), min=1.0)
+            ok = torch.isfinite(obj) & torch.isfinite(gnorm) & (loss <= self.threshold)
+            self.died = torch.where(self.alive & ~ok, torch.full_like(self.died, s), self.died)
+            self.alive = self.alive & ok
+            if s in self.log_pos:
+                self.curves["train/loss"][self.log_pos[s]] = loss
+            if s not in self.eval_pos:
+                return
+            ev = self.data.ev
+            self.out_te = out = self.forward(ev.X, self.Xt_test)
+            vals = {"train/objective": obj, "train/grad_norm": gnorm, **self.metrics.curve(out, ev)}
+            if self.head.test_loss:
+                vals["test/loss"] = self.loss_fn(out, self.data.test_batch, self.lparams)
+            if self.w_true is not None:
+                vals["param_error"] = (self.model.linear_weights(self.params) * self.w_unscale - self.w_true).norm(dim=-1)
+            for k, v in vals.items():
+                self.evals.setdefault(k, self._nan(len(self.eval_steps)))[self.eval_pos[s]] = v
+
+    def finals(self) -> dict[str, np.ndarray]:
+        """The family's final-only metrics at the last step, [U, K] each; retrieval metrics score
+        the representation: the output of an embedding head, else the model's hidden features."""
+        ev = self.data.ev
+        with torch.no_grad():
+            if self.family.scores_representation:
+                rep = (lambda Z: self.forward(Z)) if self.head.represents else (lambda Z: self.model.features(self.params, Z))
+                feats = rep(ev.X)
+                if feats is not None:
+                    ev.rep = Representation(feats, rep(self.data.X), self.data.y)
+            return self.metrics.final(self.out_te, ev)
+
+    def collect(self, finals: dict[str, np.ndarray], seconds: float, keep_params: bool) -> list[RunResult]:
+        """One RunResult per spec, in order: curves (NaN after a run stopped), final values."""
+        died = self.died.cpu().numpy()
+        host = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in {**self.curves, **self.evals}.items()}
+        ls, es = np.array(self.log_steps), np.array(self.eval_steps)
+        out: list[Any] = [None] * len(self.specs)
+        params = {k: v.detach().cpu().numpy() for k, v in self.params.items()} if keep_params else None
+        for u, g in enumerate(self.layout.groups):
+            artifacts = self.task.artifacts(self.datas[u])
             for k, i in enumerate(g):
-                results[i].params = {name: a[u, k] for name, a in host.items()}
-    return results
+                d = int(died[u, k])
+                diverged = d <= self.steps
+                curves, final = {}, {}
+                for name, arr in host.items():
+                    st = ls if name in self.curves else es
+                    v = arr[:, u, k]
+                    # a diverged run has no value after it stopped: NaN there (and for any inf), so
+                    # its curves keep the sweep's length and say where the run ended
+                    curves[name] = (st, np.where(np.isfinite(v) & (st <= d), v, np.nan))
+                    final[name] = float("nan") if diverged else float(v[-1])
+                for name, arr in finals.items():
+                    final[name] = float("nan") if diverged else float(arr[u, k])
+                out[i] = RunResult(self.specs[i], "diverged" if diverged else "converged", d if diverged else None,
+                                   curves, final, seconds / len(self.specs), str(self.device), self.datas[u],
+                                   {name: a[u, k] for name, a in params.items()} if params else None, artifacts)
+        return out
 
-
-def _stack(arrays, device, dtype) -> torch.Tensor:
-    return torch.as_tensor(np.stack(arrays), device=device, dtype=dtype)
-
-
-@dataclass
-class _Data:
-    """A stack's data on the device, one slice per group: X [U, n, d], training targets
-    y [U, 1, n(, C)], the test split as metrics.EvalData, and per-group constants."""
-
-    X: torch.Tensor
-    y: torch.Tensor
-    ev: M.EvalData
-    test_batch: Batch
-    const: dict[str, Any]
-
-    @classmethod
-    def of(cls, datas: list[Prepared], task: str, loss_cls, device, dtype) -> "_Data":
-        st = lambda a, dt=dtype: _stack(a, device, dt)
-        X, Xte = st([d.X_train for d in datas]), st([d.X_test for d in datas])
-        label = torch.long if task == "multiclass" else dtype
-        y, yte = st([d.y_train for d in datas], label), st([d.y_test for d in datas], label)
-        y_test_loss = yte
-        const: dict[str, Any] = {}
-        if task == "density":                       # samples [n, 1] -> [n]
-            y, yte = y.reshape(len(datas), -1), yte.reshape(len(datas), -1)
-            y_test_loss = yte
-            mix = [d.extra["mixture"] for d in datas]
-            const["mixture"] = tuple(st([np.asarray(m[k], dtype=float) for m in mix])[:, None, None, :]
-                                     for k in ("weights", "means", "sds"))
-        if task == "distribution" and not loss_cls.soft_targets:  # train on labels drawn from the soft targets
-            y = st([d.extra["y_hard"] for d in datas], torch.long)
-            y_test_loss = st([d.extra_test["y_hard"] for d in datas], torch.long)
-        ev = M.EvalData(Xte, yte[:, None], st([[[d.y_center]] for d in datas]), st([[[d.y_scale]] for d in datas]),
-                        dict(const))
-        return cls(X, y[:, None], ev, Batch(y_test_loss[:, None], dict(const)), const)
-
-    def batch(self, idx: torch.Tensor | None, draws: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Batch]:
-        """The full training split (idx None) or the rows idx [U, b] of each group."""
-        if idx is None:
-            return self.X, Batch(self.y, {**self.const, **draws})
-        ar = torch.arange(self.X.shape[0], device=self.X.device)[:, None]
-        return self.X[ar, idx], Batch(self.y[:, 0][ar, idx][:, None], {**self.const, **draws})
-
-
-class _Draws:
-    """Random numbers a loss needs at each step, drawn per data group from the group's seed (so a
-    run draws the same alone or in any stack): uniforms for triplet mining, normals for reverse-KL
-    samples. All steps are drawn up front and moved to the device once: no host-to-device copy
-    (a synchronization on CUDA) inside the training loop."""
-
-    def __init__(self, layout: Layout, specs, head: str, rows: list[int], device, dtype):
-        self.kind = {"embedding": "u", "density": "eps"}.get(head)
-        self.steps: list[torch.Tensor] = []
-        if self.kind is None:
-            return
-        gens = [rng(specs[g[0]].seed, "extra") for g in layout.groups]
-        shape = (lambda r: (r, 2)) if self.kind == "u" else (lambda r: (r,))
-        draw = (lambda g, r: g.random(shape(r))) if self.kind == "u" else (lambda g, r: g.standard_normal(shape(r)))
-        per_step = [np.stack([draw(g, r) for g in gens])[:, None] for r in rows]   # [U, 1, rows(, 2)] each
-        by_rows: dict[int, list[np.ndarray]] = defaultdict(list)
-        for r, a in zip(rows, per_step):
-            by_rows[r].append(a)
-        moved = {r: iter(torch.as_tensor(np.stack(a), device=device, dtype=dtype).unbind(0)) for r, a in by_rows.items()}
-        self.steps = [next(moved[r]) for r in rows]
-
-    def at(self, step: int) -> dict[str, torch.Tensor]:
-        return {self.kind: self.steps[step]} if self.kind else {}
-
-
-def _results(specs, layout, datas, curves, evals, finals, log_steps, eval_steps, died, steps, seconds, device):
-    died = died.cpu().numpy()
-    host = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in {**curves, **evals}.items()}
-    ls, es = np.array(log_steps), np.array(eval_steps)
-    results: list[RunResult | None] = [None] * len(specs)
-    per_run = seconds / len(specs)
-    for u, g in enumerate(layout.groups):
-        for k, i in enumerate(g):
-            d = int(died[u, k])
-            diverged = d <= steps
-            run_curves, final = {}, {}
-            for name, arr in host.items():
-                st = ls if name in curves else es
-                v = arr[:, u, k]
-                # a diverged run has no value after it stopped: NaN there (and for any inf), so
-                # its curves keep the sweep's length and say where the run ended
-                run_curves[name] = (st, np.where(np.isfinite(v) & (st <= d), v, np.nan))
-                final[name] = float("nan") if diverged else float(v[-1])
-            for name, arr in finals.items():
-                final[name] = float("nan") if diverged else float(arr[u, k])
-            results[i] = RunResult(specs[i], "diverged" if diverged else "converged", d if diverged else None,
-                                   run_curves, final, per_run, device, datas[u])
-    return results  # type: ignore[return-value]

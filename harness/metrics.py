@@ -1,6 +1,7 @@
-"""Evaluation metrics, per metric family (the task, or `embedding` for losses that train an
-embedding). A metric is not a loss: it need not be differentiable, and it is what a run is
-judged by. Names carry their split (`test/rmse`); directions live in metric_info.py.
+"""Evaluation metrics, per metric family (harness/metric_table.py lists each family's metrics,
+their labels and directions; this module computes the shared families, and a task with a
+family of its own brings its code, `Task.metrics`). A metric is not a loss: it need not
+be differentiable, and it is what a run is judged by. Names carry their split (`test/rmse`).
 
 Each family has two calls:
   curve(out, ev)        cheap metrics of every run at once, [U, K] tensors, at each eval point
@@ -8,50 +9,57 @@ Each family has two calls:
                         scikit-learn where it has the metric
 
 `out` is the model output on the test split: [U, K, n] (value / logit heads), [U, K, n, C]
-(logits), [U, K, n, e] (embeddings) or [U, K, n, 2] (Gaussian mu, log sigma).
+(logits), [U, K, n, e] (embeddings) or [U, K, n, 2] (Gaussian mu, log sigma). Retrieval metrics
+score a *representation* of the inputs (`ev.rep`): an embedding head's output, or an MLP's
+hidden layer for a classifier (the engine computes it where the family declares retrieval
+metrics and the model has one).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.metric_info import HIGHER_IS_BETTER, PRIMARY  # noqa: F401  (facts live in metric_info)
+from harness.metric_table import FAMILIES, FamilyMetrics
 from harness.registry import Registry
+
+
+@dataclass
+class Representation:
+    """Embeddings of the test split [U, K, n, e] and of the training split [U, K, m, e], with the
+    training labels [U, 1, m] (as trained on, noisy ones included)."""
+
+    test: torch.Tensor
+    train: torch.Tensor
+    train_labels: torch.Tensor
 
 
 @dataclass
 class EvalData:
     """The test split on the device. y [U, 1, n] (labels or targets; soft targets [U, 1, n, C]),
-    y_center / y_scale [U, 1, 1] undo regression target scaling; extra holds per-family data
-    (train features and labels for k-NN, the mixture for densities)."""
+    y_center / y_scale [U, 1, 1] undo target scaling; extra holds per-group constants (a target
+    density); rep the representation retrieval metrics score, where there is one."""
 
     X: torch.Tensor
     y: torch.Tensor
     y_center: torch.Tensor
     y_scale: torch.Tensor
     extra: dict[str, Any] = field(default_factory=dict)
+    rep: Representation | None = None
 
 
-class Family:
-    def curve(self, out: torch.Tensor, ev: EvalData) -> dict[str, torch.Tensor]:
-        return {}
-
-    def final(self, out: torch.Tensor, ev: EvalData) -> dict[str, np.ndarray]:
-        return {}
-
-
-FAMILIES: Registry[Family] = Registry("metric family")
+FAMILY_METRICS: Registry[FamilyMetrics] = Registry("metric family")
 
 
 # -- regression ---------------------------------------------------------------------------
-class Regression(Family):
+class Regression(FamilyMetrics):
     """RMSE, MAE and R^2 = 1 - SSE / SST, in the target's original units (formulas checked
     against sklearn.metrics in the tests; written in torch to run for every run at every eval)."""
+
+    name = "regression"
 
     def curve(self, out, ev):
         p = out * ev.y_scale + ev.y_center
@@ -85,9 +93,9 @@ def expected_calibration_error(prob: np.ndarray, y: np.ndarray, bins: int = 15) 
     return float(ece)
 
 
-class Classification(Family):
-    def __init__(self, binary: bool):
-        self.binary = binary
+class Classification(FamilyMetrics):
+    def __init__(self, name: str, binary: bool):
+        self.name, self.binary = name, binary
 
     def curve(self, out, ev):
         pred = (out > 0).long() if self.binary else out.argmax(-1)
@@ -116,15 +124,17 @@ class Classification(Family):
                 res["test/ece"][u, k] = expected_calibration_error(p, y)
                 if self.binary:
                     res["test/roc_auc"][u, k] = skm.roc_auc_score(y, p[:, 1])
-        if not self.binary and "features" in ev.extra:
-            res.update(Embedding().final(ev.extra["features"], ev))
+        if ev.rep is not None:
+            res.update(retrieval(ev.rep, ev.y))
         return res
 
 
 # -- distributions ------------------------------------------------------------------------
-class Distribution(Family):
+class Distribution(FamilyMetrics):
     """test/kl: mean over test examples of KL(teacher || student); test/accuracy: how often the
     student's most likely class is the teacher's."""
+
+    name = "distribution"
 
     def curve(self, out, ev):
         p = ev.y                                   # [U,1,n,C]
@@ -134,12 +144,14 @@ class Distribution(Family):
         return {"test/kl": kl, "test/accuracy": acc}
 
 
-class Density(Family):
+class Density(FamilyMetrics):
     """Forward KL(p || q) and reverse KL(q || p) between the target mixture p and the fitted
     Gaussian q, by quadrature on a fine grid (exact to ~1e-6 for these smooth 1-D densities);
     test/nll, the mean negative log-likelihood -log q(x) of the held-out samples (the test
     metric that needs no known p); fit/mu and fit/sigma, q's parameters (the report draws the
     fits from them)."""
+
+    name = "density"
 
     def curve(self, out, ev):
         from harness.losses.distribution import gaussian_logpdf, mixture_logpdf
@@ -161,36 +173,54 @@ class Density(Family):
 
 
 # -- embeddings -----------------------------------------------------------------------------
-class Embedding(Family):
+K_NN = 5
+
+
+def retrieval(rep: Representation, y_test: torch.Tensor) -> dict[str, np.ndarray]:
     """Retrieval on the test split. recall@k: the share of test points with at least one of
     their k nearest other test points (Euclidean) of the same label. knn_accuracy: a 5-nearest-
     neighbour vote among the training points' embeddings (sklearn's KNeighborsClassifier rule,
-    checked against it in the tests)."""
-
-    K_NN = 5
-
-    def final(self, emb, ev):
-        y = ev.y.long()[:, :, None, :]                           # [U,1,1,n]
-        d = torch.cdist(emb, emb)                                # [U,K,n,n]
-        n = d.shape[-1]
-        d = d + torch.eye(n, device=d.device, dtype=d.dtype) * torch.finfo(d.dtype).max
-        nn = d.topk(5, dim=-1, largest=False).indices            # [U,K,n,5]
-        lab = torch.gather(y.expand(*d.shape[:2], n, n), -1, nn)  # labels of the neighbours
-        hit = lab == ev.y.long()[..., None]                      # [U,K,n,5]
-        out = {"test/recall_at_1": hit[..., :1].any(-1).double().mean(-1),
-               "test/recall_at_5": hit.any(-1).double().mean(-1)}
-        tr_emb, tr_y = ev.extra["train_features"], ev.extra["train_labels"].long()   # [U,K,m,e], [U,1,m]
-        dt = torch.cdist(emb, tr_emb)                            # [U,K,n,m]
-        idx = dt.topk(self.K_NN, dim=-1, largest=False).indices
-        votes = torch.gather(tr_y[:, :, None, :].expand(*dt.shape), -1, idx)
-        C = int(max(tr_y.max(), ev.y.long().max())) + 1
-        counts = F.one_hot(votes, C).sum(-2)                     # [U,K,n,C]
-        pred = counts.argmax(-1)                                 # ties -> lowest label, as sklearn
-        out["test/knn_accuracy"] = (pred == ev.y.long()).double().mean(-1)
-        return {k: v.cpu().numpy() for k, v in out.items()}
+    checked against it in the tests). y_test [U, 1, n] labels."""
+    emb = rep.test
+    y = y_test.long()[:, :, None, :]                         # [U,1,1,n]
+    d = torch.cdist(emb, emb)                                # [U,K,n,n]
+    n = d.shape[-1]
+    d = d + torch.eye(n, device=d.device, dtype=d.dtype) * torch.finfo(d.dtype).max
+    nn = d.topk(5, dim=-1, largest=False).indices            # [U,K,n,5]
+    lab = torch.gather(y.expand(*d.shape[:2], n, n), -1, nn)  # labels of the neighbours
+    hit = lab == y_test.long()[..., None]                    # [U,K,n,5]
+    out = {"test/recall_at_1": hit[..., :1].any(-1).double().mean(-1),
+           "test/recall_at_5": hit.any(-1).double().mean(-1)}
+    tr_emb, tr_y = rep.train, rep.train_labels.long()        # [U,K,m,e], [U,1,m]
+    dt = torch.cdist(emb, tr_emb)                            # [U,K,n,m]
+    idx = dt.topk(K_NN, dim=-1, largest=False).indices
+    votes = torch.gather(tr_y[:, :, None, :].expand(*dt.shape), -1, idx)
+    C = int(max(tr_y.max(), y_test.long().max())) + 1
+    counts = F.one_hot(votes, C).sum(-2)                     # [U,K,n,C]
+    pred = counts.argmax(-1)                                 # ties -> lowest label, as sklearn
+    out["test/knn_accuracy"] = (pred == y_test.long()).double().mean(-1)
+    return {k: v.cpu().numpy() for k, v in out.items()}
 
 
-for _name, _fam in (("regression", Regression()), ("binary", Classification(True)),
-                    ("multiclass", Classification(False)), ("distribution", Distribution()),
-                    ("density", Density()), ("embedding", Embedding())):
-    FAMILIES.add(_name, _fam)
+class Embedding(FamilyMetrics):
+    """An embedding is judged by retrieval alone (see `retrieval`)."""
+
+    name = "embedding"
+
+    def final(self, out, ev):
+        return retrieval(ev.rep, ev.y)
+
+
+def _register() -> None:
+    from harness.tasks import TASKS
+
+    shared = (Regression(), Classification("binary", True), Classification("multiclass", False), Distribution(),
+              Density(), Embedding())
+    own = tuple(t.metrics for _, t in TASKS.items() if t.metrics is not None)   # a task's own family
+    for fam in shared + own:
+        FAMILY_METRICS.add(fam.name, fam)
+    missing = set(FAMILIES) - set(FAMILY_METRICS)
+    assert not missing, f"metric families without code: {sorted(missing)}"
+
+
+_register()

@@ -1,8 +1,10 @@
 """Stacked models: every parameter has two leading run axes [U, K] (U data groups, K runs per
 group), so one forward pass evaluates every run of a stack on its own group's data.
 
-    forward(params, X)   X [U, n, d]  ->  out [U, K, n, o]
-    features(params, X)  the representation before the output layer, [U, K, n, h] (None for linear)
+    forward(params, X)       X [U, n, d]  ->  out [U, K, n, o]
+    features(params, X)      the representation before the output layer, [U, K, n, h] (None for linear)
+    linear_weights(params)   the weights of a linear fit, [U, K, d] (for param_error; None unless
+                             the model is one linear map to one output)
 
 Weights of run (u, k) only ever see the data of group u; gradients of a sum of per-run losses
 are therefore each run's own gradient. Initialization is drawn per seed on the CPU in float64
@@ -24,15 +26,24 @@ ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": torch.nn.function
 
 
 class Model(Component):
-    # heads this model can produce (see losses/base.py)
+    group = "model"
+    # heads this model can produce (harness/heads.py)
     heads: ClassVar[frozenset[str]] = frozenset({"value", "logit", "logits", "embedding"})  # not density
     penalized: ClassVar[tuple[str, ...]] = ()  # parameter names the regularization applies to
 
-    def __init__(self, section: dict, in_dim: int, out_dim: int, head: str = "value"):
-        self.section, self.in_dim, self.out_dim, self.head = section, in_dim, out_dim, head
+    def __init__(self, section: dict, in_dim: int, out_dim: int, zero_start: bool = True):
+        """`zero_start`: the head allows starting at zero (harness/heads.py)."""
+        self.section, self.in_dim, self.out_dim, self.zero_start = section, in_dim, out_dim, zero_start
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         raise NotImplementedError
+
+    @classmethod
+    def size(cls, section: dict, in_dim: int, out_dim: int, rows: int) -> tuple[int, int]:
+        """(parameters per run, floats held per run for a forward+backward pass on `rows`
+        rows), from the config alone: what the memory planner needs."""
+        m = cls(section, in_dim, out_dim)
+        return sum(math.prod(s) for s in m.shapes().values()), m.n_activations(rows)
 
     def init_one(self, g: np.random.Generator, data=None) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -59,6 +70,9 @@ class Model(Component):
     def features(self, p, X):
         return None
 
+    def linear_weights(self, p: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        return None
+
     def n_activations(self, n: int) -> int:
         """Floats per run held for one forward+backward pass on n rows (for the memory budget)."""
         return 4 * n * self.out_dim
@@ -70,17 +84,20 @@ class Linear(Model):
     losses have no direction to move, so it starts as torch.nn.Linear does."""
 
     name = "linear"
-    schema = {"embed_dim": 32}
+    schema = {"embed_dim": int}
     penalized = ("W",)
 
     def shapes(self):
         return {"W": (self.in_dim, self.out_dim), "b": (self.out_dim,)}
 
     def init_one(self, g, data=None):
-        if self.head == "embedding":
+        if not self.zero_start:
             bound = 1.0 / math.sqrt(self.in_dim)
             return {"W": g.uniform(-bound, bound, (self.in_dim, self.out_dim)), "b": g.uniform(-bound, bound, self.out_dim)}
         return {"W": np.zeros((self.in_dim, self.out_dim)), "b": np.zeros(self.out_dim)}
+
+    def linear_weights(self, p):
+        return p["W"][..., 0] if self.out_dim == 1 else None
 
     def forward(self, p, X, Xt=None):
         if self.out_dim == 1:  # one fused batched GEMM straight into [U, K, n]: ~3x faster than einsum + add
@@ -94,7 +111,7 @@ class MLP(Model):
     Init as torch.nn.Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases."""
 
     name = "mlp"
-    schema = {"width": 64, "depth": 2, "activation": "relu", "embed_dim": 32}
+    schema = {"width": int, "depth": int, "activation": str, "embed_dim": int}
 
     @classmethod
     def check(cls, s, group):

@@ -24,7 +24,8 @@ def _b(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 class Optimizer(Component):
-    schema: ClassVar[dict] = {"lr": 0.1}
+    group = "optimizer"
+    schema: ClassVar[dict] = {"lr": float}
     full_batch: ClassVar[bool] = False  # refuses train.batch_size
 
     @classmethod
@@ -59,7 +60,7 @@ class SGD(Optimizer):
 
 class Momentum(Optimizer):
     name = "momentum"
-    schema = {"lr": 0.05, "beta": 0.9}
+    schema = {"lr": float, "beta": float}
 
     @classmethod
     def check(cls, s, group):
@@ -77,7 +78,7 @@ class Momentum(Optimizer):
 
 class Adam(Optimizer):
     name = "adam"
-    schema = {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    schema = {"lr": float, "beta1": float, "beta2": float, "eps": float}
 
     @classmethod
     def check(cls, s, group):

@@ -1,8 +1,11 @@
 """RunSpec: everything that defines one run, validated, normalized, frozen and hashable.
 
 `build_spec(cfg)` is the one place user input is checked (every check raises a one-line
-ConfigError); after it, code trusts its inputs. Its hash identifies the run (the MLflow tag
-`lossbench.config_hash`), and two keys say which runs can train together:
+ConfigError) and the one place the run's components are resolved: its task, the head its loss
+needs, the metric family that judges it, the data's shape and the model's output size are
+fields of the spec, so that code after it trusts its inputs and never asks a component its
+name. Its hash identifies the run (the MLflow tag `lossbench.config_hash`), and two keys say
+which runs can train together:
 
     stack_key  what must match to share one batched program: data set and shapes, model
                architecture, loss code path and options, optimizer kind, steps, batch size, ...
@@ -19,7 +22,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from harness.component import Component, coerce, require
+from harness.component import Section, coerce, require
 from harness.errors import ConfigError
 
 SECTIONS = ("loss", "dataset", "model", "optimizer", "regularization", "outliers", "train", "tracking")
@@ -28,12 +31,12 @@ DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float64")
 
 
-class Regularization(Component):
+class Regularization(Section):
     """objective = mean data loss + weight * penalty;  l1: sum |W|,  l2: sum W^2 (biases are
     not penalized)."""
 
     name = "regularization"
-    schema = {"kind": "none", "weight": 0.0}
+    schema = {"kind": str, "weight": float}
 
     @classmethod
     def check(cls, s, group):
@@ -41,9 +44,9 @@ class Regularization(Component):
         require(s["weight"] >= 0 and s["weight"] != float("inf"), f"{group}.weight", s["weight"], "a number >= 0")
 
 
-class Outliers(Component):
+class Outliers(Section):
     name = "outliers"
-    schema = {"kind": "default", "ratio": 0.0, "scale": None}
+    schema = {"kind": str, "ratio": float, "scale": None}
 
     @classmethod
     def check(cls, s, group):
@@ -56,10 +59,10 @@ class Outliers(Component):
             s["scale"] = float(s["scale"])
 
 
-class Train(Component):
+class Train(Section):
     name = "train"
-    schema = {"steps": 300, "batch_size": None, "eval_every": 10, "log_every": 1,
-              "dtype": "float32", "divergence_factor": 1e4}
+    schema = {"steps": int, "batch_size": None, "eval_every": int, "log_every": int,
+              "dtype": str, "divergence_factor": float}
 
     @classmethod
     def check(cls, s, group):
@@ -73,9 +76,9 @@ class Train(Component):
         require(s["divergence_factor"] > 1, f"{group}.divergence_factor", s["divergence_factor"], "a number > 1")
 
 
-class Tracking(Component):
+class Tracking(Section):
     name = "tracking"
-    schema = {"uri": "sqlite:///mlflow.db", "experiment": "lossbench", "curves": "metrics"}
+    schema = {"uri": str, "experiment": str, "curves": str}
 
     @classmethod
     def check(cls, s, group):
@@ -108,6 +111,16 @@ class RunSpec:
     study: Any = field(default=None, hash=False, compare=False)
     overrides: tuple[str, ...] = field(default=(), hash=False, compare=False)
     config_hash: str = ""
+    # resolved by build_spec, from the components (not part of the identity: they follow from it)
+    head: str = field(default="value", compare=False)       # harness/heads.py
+    family: str = field(default="regression", compare=False)  # harness/metric_table.py
+    n_features: int = field(default=0, compare=False)
+    rows: int = field(default=0, compare=False)              # training rows
+    test_rows: int = field(default=0, compare=False)
+    n_classes: int | None = field(default=None, compare=False)
+    out_dim: int = field(default=1, compare=False)           # model outputs per example
+    stack: tuple = field(default=(), compare=False, repr=False)
+    group: tuple = field(default=(), compare=False, repr=False)
 
     # -- identity -------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -121,11 +134,8 @@ class RunSpec:
 
     @property
     def eval_family(self) -> str:
-        """Which metrics judge this run: the task's, or `embedding` for losses that train an
-        embedding (their metrics are retrieval metrics whatever the data's task)."""
-        from harness.losses import loss_class
-
-        return "embedding" if loss_class(self.loss).head_for(self.task) == "embedding" else self.task
+        """The metric family that judges this run (the `lossbench.eval` tag)."""
+        return self.family
 
     @property
     def data_seed(self) -> int:
@@ -137,15 +147,10 @@ class RunSpec:
         return (o["kind"], o["ratio"], o["scale"])
 
     def stack_key(self) -> tuple:
-        from harness.losses import loss_class
-
-        loss_cls = loss_class(self.loss)
-        opt = {k: v for k, v in self.optimizer.items() if k != "lr"}
-        return freeze((self.task, self.dataset, self.model, loss_cls.options_of(self.loss) | {"name": self.loss["name"]},
-                       opt, self.train, self.device))
+        return self.stack
 
     def group_key(self) -> tuple:
-        return (self.stack_key(), self.data_seed, self.outlier_tuple(), self.seed)
+        return self.group
 
     def __hash__(self) -> int:
         return hash(self.config_hash)
@@ -179,13 +184,14 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def build_spec(cfg: Mapping[str, Any], overrides: tuple[str, ...] = (), check_data: bool = True) -> RunSpec:
+def build_spec(cfg: Mapping[str, Any], overrides: tuple[str, ...] = ()) -> RunSpec:
     """Validates a resolved config (a plain nested dict) and returns its RunSpec."""
     from harness.data import DATASETS
-    from harness.data.outliers import DEFAULT_KIND, OUTLIERS, kinds_for
+    from harness.heads import HEADS
     from harness.losses import LOSSES, loss_class
     from harness.models import MODELS
     from harness.optim import OPTIMIZERS
+    from harness.tasks import TASKS
 
     for key in cfg:
         if key not in TOP and key != "hydra":
@@ -200,64 +206,77 @@ def build_spec(cfg: Mapping[str, Any], overrides: tuple[str, ...] = (), check_da
     data_cls, dataset = named("dataset", DATASETS)
     model_cls, model = named("model", MODELS)
     opt_cls, optimizer = named("optimizer", OPTIMIZERS)
-    reg = Regularization.normalize(_section(cfg, "regularization"), "regularization")
-    outl = Outliers.normalize(_section(cfg, "outliers"), "outliers")
-    train = Train.normalize(_section(cfg, "train"), "train")
-    tracking = Tracking.normalize(_section(cfg, "tracking"), "tracking")
-    reg.pop("name"), outl.pop("name"), train.pop("name"), tracking.pop("name")
-    seed = coerce("seed", cfg.get("seed", 0), 0)
+    reg, outl, train, tracking = (cls.normalize(_section(cfg, cls.name), cls.name)
+                                  for cls in (Regularization, Outliers, Train, Tracking))
+    for s in (reg, outl, train, tracking):
+        s.pop("name")
+    seed = coerce("seed", cfg.get("seed", 0), int)
     require(seed >= 0, "seed", seed, "an integer >= 0")
     device = cfg.get("device", "auto")
     require(device in DEVICES, "device", device, "one of " + ", ".join(DEVICES))
     resolve_device(device)
 
-    task = data_cls.task_of(dataset)
+    task = TASKS.get(data_cls.task_of(dataset))
     loss_cls = loss_class(loss)
-    if task not in loss_cls.tasks:
-        fits = [n for n, c in LOSSES.items() if task in c.tasks and n != "custom"]
-        raise ConfigError("loss", loss["name"], f"a loss for dataset={dataset['name']} (task {task}): " + ", ".join(fits))
-    head = loss_cls.head_for(task)
-    if head not in model_cls.heads:
-        fits = [n for n, c in MODELS.items() if head in c.heads]
-        raise ConfigError("model", model["name"], f"a model with a {head} head for loss={loss['name']} on task {task}: " + ", ".join(fits))
+    if task.name not in loss_cls.tasks:
+        fits = [n for n, c in LOSSES.items() if task.name in c.tasks and n != "custom"]
+        raise ConfigError("loss", loss["name"], f"a loss for dataset={dataset['name']} (task {task.name}): " + ", ".join(fits))
+    head = HEADS.get(loss_cls.head_for(task.name))
+    if head.name not in model_cls.heads:
+        fits = [n for n, c in MODELS.items() if head.name in c.heads]
+        raise ConfigError("model", model["name"], f"a model with a {head.name} head for loss={loss['name']} on task {task.name}: " + ", ".join(fits))
     if opt_cls.full_batch and train["batch_size"] is not None:
         raise ConfigError("train.batch_size", train["batch_size"], f"null: optimizer={optimizer['name']} is full batch (use sgd, momentum or adam for minibatches)")
+    _outliers(outl, task)
 
+    spec_cfg = dict(loss=loss, dataset=dataset, model=model, optimizer=optimizer, regularization=reg,
+                    outliers=outl, train=train, seed=seed, device=device)
+    data_seed = seed if dataset.get("seed") is None else dataset["seed"]
+    shape = data_cls.shape(dataset) or _loaded_shape(dataset, seed, data_seed, outl)   # file and data errors surface here
+    b = train["batch_size"]
+    if b is not None and b > shape.n_train:
+        raise ConfigError("train.batch_size", b, f"at most the {shape.n_train} training rows of dataset={dataset['name']}")
+    opt = {k: v for k, v in optimizer.items() if k != "lr"}
+    stack = freeze((task.name, dataset, model, loss_cls.options_of(loss) | {"name": loss["name"]}, opt, train, device))
+    outlier_tuple = (outl["kind"], outl["ratio"], outl["scale"])
+    return RunSpec(loss=loss, dataset=dataset, model=model, optimizer=optimizer, regularization=reg,
+                   outliers=outl, train=train, seed=seed, device=device, task=task.name, tracking=tracking,
+                   study=cfg.get("study"), overrides=tuple(overrides), config_hash=config_hash(spec_cfg),
+                   head=head.name, family=head.family or task.family, n_features=shape.n_features,
+                   rows=shape.n_train, test_rows=shape.n_test, n_classes=shape.n_classes,
+                   out_dim=head.out_dim(shape.n_classes, model), stack=stack,
+                   group=(stack, data_seed, outlier_tuple, seed))
+
+
+def _outliers(outl: dict, task) -> None:
+    """Resolves outliers.kind=default (the task's first kind) and the kind's default scale; a
+    kind the task does not take, or a ratio without a kind, is a ConfigError."""
+    from harness.data.outliers import OUTLIERS
+
+    allowed = sorted(task.outliers)
     if outl["kind"] == "default":
-        outl["kind"] = DEFAULT_KIND.get(task, "none")
-    allowed = kinds_for(task)
+        outl["kind"] = task.outliers[0] if task.outliers else "none"
     if outl["kind"] == "none":
         if outl["ratio"] > 0:
-            raise ConfigError("outliers.ratio", outl["ratio"], f"0 for task {task}, which takes no outliers" if not allowed
-                              else f"0 with outliers.kind=none (kinds for task {task}: {', '.join(allowed)})")
+            raise ConfigError("outliers.ratio", outl["ratio"], f"0 for task {task.name}, which takes no outliers" if not allowed
+                              else f"0 with outliers.kind=none (kinds for task {task.name}: {', '.join(allowed)})")
     elif outl["kind"] not in allowed:
-        raise ConfigError("outliers.kind", outl["kind"], f"an outlier kind for task {task}: " + ", ".join(allowed + ["none"]))
+        raise ConfigError("outliers.kind", outl["kind"], f"an outlier kind for task {task.name}: " + ", ".join(allowed + ["none"]))
     elif outl["scale"] is None:
         outl["scale"] = OUTLIERS.get(outl["kind"]).default_scale
 
-    study = cfg.get("study")
-    spec_cfg = dict(loss=loss, dataset=dataset, model=model, optimizer=optimizer, regularization=reg,
-                    outliers=outl, train=train, seed=seed, device=device)
-    spec = RunSpec(loss=loss, dataset=dataset, model=model, optimizer=optimizer, regularization=reg,
-                   outliers=outl, train=train, seed=seed, device=device, task=task, tracking=tracking,
-                   study=study, overrides=tuple(overrides), config_hash=config_hash(spec_cfg))
-    b = train["batch_size"]
-    if check_data and (not data_cls.synthetic or b is not None):
-        n = _checked_rows(dataset, spec)  # file and data errors surface here
-        if b is not None and b > n:
-            raise ConfigError("train.batch_size", b, f"at most the {n} training rows of dataset={dataset['name']}")
-    return spec
+
+_shapes: dict[tuple, Any] = {}
 
 
-_rows: dict[tuple, int] = {}
+def _loaded_shape(dataset: dict, seed: int, data_seed: int, outl: dict):
+    """The shape of data that must be built to be known (public sets, files): built once per
+    distinct (data set, data seed, outliers), which also surfaces its errors; only the shape is kept."""
+    from harness.data import Shape, load
 
-
-def _checked_rows(dataset: dict, spec: RunSpec) -> int:
-    """Builds a run's data once per distinct (data set, data seed, outliers), for its errors and
-    its number of training rows; remembers only the count."""
-    from harness.data import load
-
-    key = (freeze(dataset), spec.data_seed, spec.outlier_tuple())
-    if key not in _rows:
-        _rows[key] = len(load(dataset, spec.seed, spec.outlier_tuple()).y_train)
-    return _rows[key]
+    outliers = (outl["kind"], outl["ratio"], outl["scale"])
+    key = (freeze(dataset), data_seed, outliers)
+    if key not in _shapes:
+        d = load(dataset, seed, outliers)
+        _shapes[key] = Shape(len(d.y_train), len(d.y_test), d.X_train.shape[1], d.n_classes)
+    return _shapes[key]

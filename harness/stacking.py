@@ -32,34 +32,22 @@ def default_budget_mb(device: str) -> int:
 
 
 def estimate(spec: RunSpec) -> tuple[int, int]:
-    """(bytes per data group, bytes per run) for runs like `spec`."""
-    from harness.data import load
-    from harness.engine import out_dim
+    """(bytes per data group, bytes per run) for runs like `spec`, from its fields alone (no
+    data is loaded, no model built)."""
+    from harness.heads import HEADS
     from harness.models import MODELS
+    from harness.tasks import TASKS
 
-    data = load(spec.dataset, spec.seed, spec.outlier_tuple())
     width = 8 if spec.train["dtype"] == "float64" else 4
-    n_tr, d = data.X_train.shape
-    n_te = len(data.X_test)
-    y_width = 1 if data.y_train.ndim == 1 else data.y_train.shape[1]
-    group = (n_tr + n_te) * (d + y_width) * width
-    from harness.losses import loss_class
-
-    model = MODELS.get(spec.model["name"])(spec.model, d, out_dim(spec, data), loss_class(spec.loss).head_for(spec.task))
-    n_params = sum(_prod(s) for s in model.shapes().values())
+    n_tr, n_te, d = spec.rows, spec.test_rows, spec.n_features
+    group = (n_tr + n_te) * (d + TASKS.get(spec.task).target_width(spec.n_classes)) * width
     b = spec.train["batch_size"] or n_tr
     rows = max(b, n_te)  # evaluation runs the test split through too
-    per_run = (6 * n_params + 3 * model.n_activations(rows)) * width
-    if spec.eval_family == "embedding":
+    n_params, n_act = MODELS.get(spec.model["name"]).size(spec.model, d, spec.out_dim, rows)
+    per_run = (6 * n_params + 3 * n_act) * width
+    if HEADS.get(spec.head).pairwise:
         per_run += 4 * rows * rows * width  # pairwise distances for mining / retrieval
     return group, per_run
-
-
-def _prod(shape) -> int:
-    out = 1
-    for s in shape:
-        out *= s
-    return out
 
 
 def plan(specs: Sequence[RunSpec], budget_mb: float | None = None) -> list[list[int]]:

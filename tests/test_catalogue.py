@@ -30,29 +30,75 @@ import numpy as np
 import pytest
 
 from conftest import spec
-from harness.data import DATASETS, load, public, synthetic
+from harness.data import DATASETS, load
 from harness.errors import ConfigError
 from harness.losses import LOSSES
-from harness.metric_info import TASK_METRICS
+from harness.metric_table import FAMILIES
+from harness.models import MODELS
+from harness.tasks import TASKS
 
 BUILTIN = [n for n in LOSSES.names() if n != "custom"]
-SYNTHETIC = {c.name for c in synthetic.DATASETS}
-PUBLIC = {c.name for c in public.DATASETS}
-# data sets built on public data when a key names a public set: soft_targets with base=digits
-# etc. distils a teacher fitted to that set (knowledge distillation on public data)
-PUBLIC_BASED = {"soft_targets": ("base", synthetic.PUBLIC_BASES)}
+BYO = {n for n, c in DATASETS.items() if c.user_data}   # bring-your-own: a file or an id from the user
+
+
+def _task_of(name: str, example: dict) -> str:
+    cls = DATASETS.get(name)
+    return cls.task_of(cls.normalize(example, "dataset"))
+
+
+# every registered data set, each in the variants it names (soft_targets: synthetic and distilled on digits)
+EXAMPLES = {n: DATASETS.get(n).examples() for n in DATASETS.names() if n not in BYO}
+BY_DATA_TASK = {t: [n for n in EXAMPLES if _task_of(n, {}) == t] for t in TASKS.names()}
 
 
 def _is_public(params: dict[str, str]) -> bool:
     """Whether a run (its MLflow params) trained on public data."""
-    name = params["dataset.name"]
-    key, bases = PUBLIC_BASED.get(name, ("", ()))
-    return name in PUBLIC or params.get(f"dataset.{key}") in bases
+    section = {k[len("dataset."):]: v for k, v in params.items() if k.startswith("dataset.")}
+    return DATASETS.get(params["dataset.name"]).public(section)
 
 
+def _model_for(loss: str, task: str) -> str:
+    """The default model where it has the loss's head, else the first model that has it."""
+    head = LOSSES.get(loss).head_for(task)
+    return "linear" if head in MODELS.get("linear").heads else next(n for n, c in MODELS.items() if head in c.heads)
+
+
+def _sweeps() -> dict[str, list[str]]:
+    """One command-line sweep per (task, model): every loss of the task (that model trains) x
+    every data set of the task, in each of its variants. Derived from the registries, so a new
+    loss, data set or task is swept here the moment it is registered."""
+    out = {}
+    for task in TASKS.names():
+        by_model: dict[str, list[str]] = {}
+        for loss in BUILTIN:
+            if task in LOSSES.get(loss).tasks:
+                by_model.setdefault(_model_for(loss, task), []).append(loss)
+        data = BY_DATA_TASK[task]
+        if not data:
+            continue
+        options: dict[str, list] = {}
+        for name in data:
+            for example in EXAMPLES[name]:
+                for k, v in example.items():
+                    options.setdefault(k, [])
+                    if v not in options[k]:
+                        options[k].append(v)
+        for model, losses in by_model.items():
+            grid = [f"loss={','.join(losses)}", f"dataset={','.join(data)}", f"model={model}"]
+            grid += [f"dataset.{k}={','.join(map(str, vs))}" for k, vs in options.items()]
+            out[f"{task}-{model}"] = grid
+    return out
+
+
+SWEEPS = _sweeps()
 # one data set per task, for the mismatch checks (the registry's own, no user file needed)
-BY_TASK = {"regression": "linear", "binary": "breast_cancer", "multiclass": "digits",
-           "distribution": "soft_targets", "density": "mixture"}
+BY_TASK = {t: names[0] for t, names in BY_DATA_TASK.items() if names}
+
+
+def _expected_runs(grid: list[str]) -> int:
+    losses = grid[0].split("=", 1)[1].split(",")
+    data = grid[1].split("=", 1)[1].split(",")
+    return len(losses) * sum(len(EXAMPLES[d]) for d in data)
 
 
 def _env() -> dict[str, str]:
@@ -138,20 +184,9 @@ def test_mnist1d_logistic_regression_and_mlp():
 
 # ------------------------------------------------------- every loss, end to end into MLflow
 
-# One sweep per task (a cartesian grid can only pair losses and data of one task): each loss of
-# the task x a synthetic and a public data set. triplet and contrastive fit both classification
-# tasks and ride along; kl's public data are faithful (density) and soft_targets distilled on
-# digits (distribution; the same dataset name, so `dataset.base` tells them apart). Adam,
-# because one step size must suit every loss of a sweep: full-batch GD at its default lr=0.1
-# diverges on contrastive + breast_cancer within 10 steps (squared distances of heavy-tailed
-# features), while Adam's steps do not scale with the gradient.
-SWEEPS = {
-    "regression": ["loss=mse,mae,huber,log_cosh,quantile", "dataset=linear,diabetes"],
-    "binary": ["loss=bce,hinge,squared_hinge,focal,triplet,contrastive", "dataset=classification,breast_cancer"],
-    "multiclass": ["loss=cross_entropy,multi_hinge,mae_prob,gce,triplet,contrastive", "dataset=blobs,digits"],
-    "distribution": ["loss=kl,cross_entropy", "dataset=soft_targets", "dataset.base=synthetic,digits"],
-    "density": ["loss=kl", "loss.direction=forward,reverse", "dataset=mixture,faithful", "model=gaussian"],
-}
+# Adam, because one step size must suit every loss of a sweep: full-batch GD at its default
+# lr=0.1 diverges on contrastive + breast_cancer within 10 steps (squared distances of heavy-
+# tailed features), while Adam's steps do not scale with the gradient.
 STEPS = 20
 
 
@@ -186,23 +221,22 @@ def _child_runs(uri: str, experiment: str):
 
 
 def _spec_of(params: dict[str, str]):
-    """The spec of a logged run, as far as its expected metrics go: loss, data set (and a
-    public base), the Gaussian model for densities."""
-    dataset = params["dataset.name"]
-    extra = [f"dataset.base={params['dataset.base']}"] if "dataset.base" in params else []
-    density = DATASETS.get(dataset).task == "density"
-    return spec(f"loss={params['loss.name']}", f"dataset={dataset}", *extra, *(["model=gaussian"] if density else []))
+    """The spec of a logged run, as far as its expected metrics go: loss, model, data set and
+    the options its variant sets."""
+    name = params["dataset.name"]
+    keys = {k for example in EXAMPLES[name] for k in example}
+    extra = [f"dataset.{k}={params[f'dataset.{k}']}" for k in sorted(keys)]
+    return spec(f"loss={params['loss.name']}", f"dataset={name}", f"model={params['model.name']}", *extra)
 
 
 def _expected_metrics(s) -> set[str]:
-    """The final metrics a run must have: its family's (metric_info.TASK_METRICS), param_error
-    only where the data's true weights are known."""
-    fam = s.eval_family
-    want = set(TASK_METRICS[fam]) | {"train/loss", "train/objective", "train/grad_norm"}
-    if load(s.dataset, s.seed, s.outlier_tuple()).w_true is None:
-        want.discard("param_error")
-    if fam == "multiclass" and s.model["name"] == "linear":   # retrieval metrics need a hidden layer
-        want -= set(TASK_METRICS["embedding"])
+    """The final metrics a run must have: its family's members (metric_table.py), param_error
+    where the data's true weights are known (a linear model; these sweeps train no MLP, so no
+    hidden-layer retrieval metrics)."""
+    fam = FAMILIES[s.family]
+    want = set(fam.members) | {"train/loss", "train/objective", "train/grad_norm"}
+    if "param_error" in fam.extras and load(s.dataset, s.seed, s.outlier_tuple()).w_true is not None:
+        want.add("param_error")
     return want
 
 
@@ -212,9 +246,7 @@ def test_each_task_sweep_logs_its_metric_family(catalogue, task):
     uri, rc, out, err = catalogue[task]
     assert rc == 0, err[-3000:]
     runs = _child_runs(uri, task)
-    n_losses = len(SWEEPS[task][0].split("=", 1)[1].split(","))
-    n_other = np.prod([len(g.split("=", 1)[1].split(",")) for g in SWEEPS[task][1:]])
-    assert len(runs) == n_losses * n_other
+    assert len(runs) == _expected_runs(SWEEPS[task])
     for r in runs:
         p, tags, m = r.data.params, r.data.tags, r.data.metrics
         assert tags["lossbench.status"] == "converged", (p["loss.name"], p["dataset.name"])
@@ -238,25 +270,20 @@ def test_every_loss_swept_on_synthetic_and_public_data_of_its_task(catalogue):
             p = r.data.params
             seen[p["loss.name"]].add((p["dataset.name"], _is_public(p)))
     for name in BUILTIN:
-        tasks = LOSSES.get(name).tasks
-        public_there = {n for n in {*PUBLIC, *PUBLIC_BASED} if DATASETS.get(n).task in tasks}
-        assert any(d in SYNTHETIC and not pub for d, pub in seen[name]), f"{name}: no synthetic data set swept"
-        if public_there:
-            assert any(pub for _, pub in seen[name]), f"{name}: no public data set swept (have: {sorted(public_there)})"
+        assert any(not pub for _, pub in seen[name]), f"{name}: no synthetic data set swept"
+        assert any(pub for _, pub in seen[name]), f"{name}: no public data set swept"
     assert {("faithful", True), ("soft_targets", True)} <= seen["kl"]
 
 
-def test_every_task_has_public_data():
-    """distribution: soft_targets with a public base; density: faithful."""
+def test_every_task_has_synthetic_and_public_data():
+    """Every task some loss fits has a data set drawn by our code (known ground truth) and a
+    public one (distribution: soft_targets with a public base; density: faithful)."""
     tasks = {t for n in BUILTIN for t in LOSSES.get(n).tasks}
-    for name, (key, bases) in PUBLIC_BASED.items():
-        cls = DATASETS.get(name)
-        assert key in cls.schema and set(bases) <= PUBLIC
-        for base in bases:
-            cls.normalize({key: base}, "dataset")      # accepted
-    covered = {DATASETS.get(n).task for n in {*PUBLIC, *PUBLIC_BASED}}
-    assert tasks <= covered, f"tasks without a public data set: {sorted(tasks - covered)}"
-    assert DATASETS.get("faithful").task == "density" and "faithful" in PUBLIC
+    have = {(_task_of(n, ex), DATASETS.get(n).public(DATASETS.get(n).normalize(ex, "dataset")))
+            for n, examples in EXAMPLES.items() for ex in examples}
+    for t in tasks:
+        assert (t, False) in have, f"task {t}: no synthetic data set"
+        assert (t, True) in have, f"task {t}: no public data set"
 
 
 def test_forward_kl_on_faithful_is_maximum_likelihood():
@@ -326,10 +353,8 @@ def _mismatches() -> list[tuple[str, str]]:
 
 
 def test_by_task_covers_every_task():
-    from harness.data import TASKS
-
     assert set(BY_TASK) == set(TASKS)
-    assert all(DATASETS.get(ds).task == task for task, ds in BY_TASK.items())
+    assert all(_task_of(ds, {}) == task for task, ds in BY_TASK.items())
 
 
 @pytest.mark.parametrize("loss, dataset", _mismatches())
@@ -338,7 +363,7 @@ def test_loss_on_data_of_another_task_is_one_line_naming_loss(loss, dataset):
         spec(f"loss={loss}", f"dataset={dataset}")
     line = e.value.line()
     assert e.value.key == "loss" and "\n" not in line and line.startswith(f"error: loss='{loss}'"), line
-    task = DATASETS.get(dataset).task
+    task = _task_of(dataset, {})
     assert f"task {task}" in line
     fits = [n for n in BUILTIN if task in LOSSES.get(n).tasks]
     assert all(n in line for n in fits), line        # it lists the losses that do fit

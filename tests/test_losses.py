@@ -145,21 +145,6 @@ def test_losses_declare_their_metadata():
         assert set(cls.stacked) <= set(cls.schema), name
 
 
-def test_every_loss_has_a_config_file():
-    import yaml
-
-    from conftest import ROOT
-
-    for name, cls in LOSSES.items():
-        if name == "custom":
-            continue
-        path = ROOT / "conf" / "loss" / f"{name}.yaml"
-        assert path.exists(), f"conf/loss/{name}.yaml is missing"
-        section = yaml.safe_load(path.read_text())
-        assert section.pop("name") == name
-        assert section == dict(cls.schema), f"conf/loss/{name}.yaml keys/defaults differ from {cls.__name__}.schema"
-
-
 def test_reverse_kl_on_soft_targets():
     out, p = _soft_inputs()
     loss = LOSSES.get("kl")({"direction": "reverse"})

@@ -17,7 +17,7 @@ def test_regression_metrics_match_sklearn():
     pred = torch.randn(U, K, n, generator=g, dtype=torch.float64)
     y = torch.randn(U, 1, n, generator=g, dtype=torch.float64)
     center, scale = torch.tensor([[[3.0]], [[-1.0]]], dtype=torch.float64), torch.tensor([[[2.0]], [[0.5]]], dtype=torch.float64)
-    got = M.FAMILIES.get("regression").curve(pred, M.EvalData(None, y, center, scale))
+    got = M.FAMILY_METRICS.get("regression").curve(pred, M.EvalData(None, y, center, scale))
     for u in range(U):
         for k in range(K):
             p = (pred[u, k] * scale[u] + center[u]).numpy().ravel()
@@ -41,7 +41,7 @@ def test_classification_metrics(binary):
     out = torch.randn((U, K, n) if binary else (U, K, n, C), generator=g, dtype=torch.float64)
     y = torch.randint(0, C, (U, 1, n), generator=g)
     ev = M.EvalData(None, y.double() if binary else y, None, None)
-    fam = M.FAMILIES.get("binary" if binary else "multiclass")
+    fam = M.FAMILY_METRICS.get("binary" if binary else "multiclass")
     cur, fin = fam.curve(out, ev), fam.final(out, ev)
     prob = M.probabilities(out).numpy()
     for k in range(K):
@@ -60,7 +60,8 @@ def test_retrieval_metrics():
     emb = torch.randn(1, 2, n, e, generator=g, dtype=torch.float64)
     tr = torch.randn(1, 2, m, e, generator=g, dtype=torch.float64)
     y, ytr = torch.randint(0, 3, (1, 1, n), generator=g), torch.randint(0, 3, (1, 1, m), generator=g)
-    got = M.FAMILIES.get("embedding").final(emb, M.EvalData(None, y, None, None, {"train_features": tr, "train_labels": ytr}))
+    rep = M.Representation(emb, tr, ytr)
+    got = M.FAMILY_METRICS.get("embedding").final(emb, M.EvalData(None, y, None, None, rep=rep))
     for k in range(2):
         E, lab = emb[0, k].numpy(), y[0, 0].numpy()
         knn = KNeighborsClassifier(5).fit(tr[0, k].numpy(), ytr[0, 0].numpy())
@@ -79,7 +80,7 @@ def test_density_metrics_by_quadrature_and_likelihood():
     mix = tuple(torch.tensor(v, dtype=torch.float64)[None, None, None, :] for v in (w, m, s))
     x = torch.linspace(-3, 4, 30, dtype=torch.float64)[None, None, :]
     out = torch.tensor([0.5, np.log(1.5)], dtype=torch.float64).expand(1, 1, 30, 2)
-    got = M.FAMILIES.get("density").curve(out, M.EvalData(None, x, None, None, {"mixture": mix}))
+    got = M.FAMILY_METRICS.get("density").curve(out, M.EvalData(None, x, None, None, {"mixture": mix}))
     p = lambda t: sum(wi * norm.pdf(t, mi, si) for wi, mi, si in zip(w, m, s))
     q = lambda t: norm.pdf(t, 0.5, 1.5)
     fwd = integrate.quad(lambda t: p(t) * np.log(p(t) / q(t)), -12, 14, limit=200)[0]
@@ -87,3 +88,48 @@ def test_density_metrics_by_quadrature_and_likelihood():
     assert np.isclose(got["test/kl"][0, 0], fwd, rtol=1e-5)
     assert np.isclose(got["test/reverse_kl"][0, 0], rev, rtol=1e-5)
     assert np.isclose(got["test/nll"][0, 0], -norm.logpdf(x.numpy(), 0.5, 1.5).mean())
+
+
+# ------------------------------------------------- the metric table and what is computed
+
+def _one_run(*overrides):
+    from conftest import spec
+    from harness.engine import train
+
+    (r,) = train([spec(*overrides, "train.steps=3")])
+    return r
+
+
+# one run per family, with and without its extras (param_error: known weights and a linear
+# model; retrieval metrics of the hidden layer: an MLP)
+FAMILY_RUNS = {
+    ("regression", True): ("dataset=linear",),
+    ("regression", False): ("dataset=diabetes",),
+    ("binary", False): ("dataset=breast_cancer", "loss=bce"),
+    ("multiclass", False): ("dataset=iris", "loss=cross_entropy"),
+    ("multiclass", True): ("dataset=iris", "loss=cross_entropy", "model=mlp", "model.width=8"),
+    ("distribution", False): ("dataset=soft_targets", "loss=kl", "dataset.n_train=100", "dataset.n_test=50"),
+    ("density", False): ("dataset=mixture", "loss=kl", "model=gaussian", "dataset.n_train=100", "dataset.n_test=50"),
+    ("embedding", False): ("dataset=iris", "loss=triplet"),
+}
+
+
+def test_every_family_is_run_here():
+    from harness.metric_table import FAMILIES
+
+    assert {f for f, _ in FAMILY_RUNS} == set(FAMILIES)
+
+
+@pytest.mark.parametrize("family, extras", list(FAMILY_RUNS))
+def test_each_family_computes_exactly_the_metrics_it_declares(family, extras):
+    from harness.metric_table import FAMILIES, METRICS
+
+    r = _one_run(*FAMILY_RUNS[(family, extras)])
+    fam = FAMILIES[family]
+    assert r.spec.family == family
+    training = {"train/loss", "train/objective", "train/grad_norm"} | ({"test/loss"} if "test/loss" in r.final else set())
+    want = set(fam.members) | (set(fam.extras) if extras else set())
+    assert set(r.final) - training == want
+    assert set(r.final) <= set(METRICS)
+    # curves are exactly the metrics the table marks as curves
+    assert {k for k in r.curves if k not in training} == {m for m in want if METRICS[m].curve}

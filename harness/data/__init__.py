@@ -6,7 +6,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from harness.data.base import TASKS, Dataset, Table
+from harness.data.base import Dataset, Shape, Table
 from harness.data.prepare import Prepared, prepare
 from harness.registry import Registry
 
@@ -40,4 +40,4 @@ def load(section: dict[str, Any], seed: int, outliers: tuple[str, float, float |
     return _prepared(section["name"], json.dumps(section, sort_keys=True), int(data_seed), tuple(outliers))
 
 
-__all__ = ["DATASETS", "TASKS", "Dataset", "Table", "Prepared", "load"]
+__all__ = ["DATASETS", "Dataset", "Shape", "Table", "Prepared", "load"]

@@ -4,25 +4,17 @@ A dataset builder turns its config section and a data seed into a `Table` (NumPy
 units). `prepare()` (prepare.py) then makes the held-out split when the table has none, puts
 outliers into the training split only, and fits the scaling on the training split.
 
-Tasks, and what `y` holds for each:
-
-    regression    float [n]
-    binary        int {0, 1} [n]
-    multiclass    int {0, ..., C-1} [n]
-    distribution  float [n, C], rows are class distributions (soft targets); `extra["y_hard"]`
-                  holds labels sampled from them
-    density       float [n, 1] samples of a 1-D density; `extra["mixture"]` gives its parameters
+What `y` holds depends on the table's task (harness/tasks/: each task's docstring says), e.g.
+float [n] for regression, int {0..C-1} [n] for classes, float [n, C] class distributions.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
 from harness.component import Component, require
-
-TASKS = ("regression", "binary", "multiclass", "distribution", "density")
 
 
 @dataclass
@@ -40,19 +32,46 @@ class Table:
     extra_test: dict[str, Any] = field(default_factory=dict)
 
 
+class Shape(NamedTuple):
+    """What planning needs to know of a run's data: rows of each split, features, classes."""
+
+    n_train: int
+    n_test: int
+    n_features: int
+    n_classes: int | None = None
+
+
 class Dataset(Component):
     """A registered data set. `task` is fixed by the data, except for bring-your-own sources
     (file, openml), which read it from `dataset.task`."""
 
+    group = "dataset"
     task: ClassVar[str | None] = None
     # keys every dataset takes; subclasses extend with `schema = {**Dataset.schema, ...}`
-    schema: ClassVar[dict[str, Any]] = {"standardize": True, "test_size": 0.25, "seed": None}
+    schema: ClassVar[dict[str, Any]] = {"standardize": bool, "test_size": float, "seed": None}
     card: ClassVar[str] = ""   # the dataset card in datasets/, relative to the repo root
-    synthetic: ClassVar[bool] = False   # True: validation need not build it (synthetic.Synthetic)
+    user_data: ClassVar[bool] = False   # the user brings the data (a file, an OpenML id): no defaults build it
 
     @classmethod
     def task_of(cls, section: dict[str, Any]) -> str:
         return section.get("task") or cls.task  # type: ignore[return-value]
+
+    @classmethod
+    def shape(cls, section: dict[str, Any]) -> Shape | None:
+        """The data's shape when the config alone fixes it (synthetic data), else None: then it
+        is built once to find out (and to surface its errors)."""
+        return None
+
+    @classmethod
+    def public(cls, section: dict[str, Any]) -> bool:
+        """True for real data someone published; False for data drawn by our own code."""
+        return True
+
+    @classmethod
+    def examples(cls) -> list[dict[str, Any]]:
+        """Sections (overrides of the defaults) the end-to-end tests sweep: one by default; more
+        where an option turns the data into another kind (soft_targets on a public base)."""
+        return [{}]
 
     @classmethod
     def check(cls, s, group):

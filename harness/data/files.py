@@ -9,42 +9,22 @@ import numpy as np
 from harness.component import require
 from harness.data.base import Dataset, Table
 from harness.errors import ConfigError
-
-USER_TASKS = ("regression", "binary", "multiclass")
-
-
-def encode_labels(key: str, value, y: np.ndarray, task: str, y_test: np.ndarray | None = None):
-    """Maps class labels to 0..C-1 (sorted); binary needs exactly two of them."""
-    classes = np.unique(y if y_test is None else np.concatenate([y, y_test]))
-    if task == "binary" and len(classes) != 2:
-        raise ConfigError(key, value, f"dataset.task=binary needs a target with 2 distinct values, found {len(classes)}")
-    if task == "multiclass" and len(classes) < 2:
-        raise ConfigError(key, value, "dataset.task=multiclass needs at least 2 classes")
-    code = lambda a: np.searchsorted(classes, a).astype(np.int64)
-    return code(y), (None if y_test is None else code(y_test)), len(classes)
-
-
-def check_numeric(key: str, value, name: str, a: np.ndarray) -> np.ndarray:
-    try:
-        a = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ConfigError(key, value, f"array {name!r} must be numeric") from None
-    if not np.isfinite(a).all():
-        raise ConfigError(key, value, f"array {name!r} has NaN or infinite values; clean or drop them first")
-    return a
+from harness.tasks import TASKS, check_numeric, user_tasks
 
 
 class File(Dataset):
     """A user's file. `dataset.path`: .csv, .parquet or .npz; `dataset.target`: the target column
-    (CSV/Parquet); `dataset.task`: regression, binary or multiclass."""
+    (CSV/Parquet); `dataset.task`: a task that takes your own data (regression, binary,
+multiclass, ...: harness/tasks/, `user_data`)."""
 
     name, card = "file", "datasets/file.md"
-    schema = {**Dataset.schema, "path": None, "target": None, "task": "regression"}
+    user_data = True
+    schema = {**Dataset.schema, "path": None, "target": None, "task": str}
 
     @classmethod
     def check(cls, s, group):
         super().check(s, group)
-        require(s["task"] in USER_TASKS, f"{group}.task", s["task"], "one of " + ", ".join(USER_TASKS))
+        require(s["task"] in user_tasks(), f"{group}.task", s["task"], "one of " + ", ".join(user_tasks()))
         path = s["path"]
         require(isinstance(path, str) and path != "", f"{group}.path", path, "the path of a .csv, .parquet or .npz file")
         require(os.path.isfile(path), f"{group}.path", path, "an existing file (not found)")
@@ -87,14 +67,7 @@ class File(Dataset):
                 raise ConfigError(key, path, f"no missing values; column {nan[0]!r} has {int(df[nan[0]].isna().sum())} NaN")
             X = check_numeric(key, path, "features", feats.to_numpy())
             y, Xt, yt = df[target].to_numpy(), None, None
-        if task == "regression":
-            y = check_numeric("dataset.target", s["target"] or "y", "y", y)
-            yt = None if yt is None else check_numeric("dataset.target", "y_test", "y_test", yt)
-            n_classes = None
-        else:
-            if np.asarray(y).dtype.kind == "f" and not np.isfinite(y).all():
-                raise ConfigError("dataset.target", s["target"] or "y", "labels without NaN")
-            y, yt, n_classes = encode_labels("dataset.target", s["target"] or "y", np.asarray(y), task, yt)
+        y, yt, n_classes = TASKS.get(task).read_targets("dataset.target", s["target"] or "y", y, yt)
         return Table(X=X, y=y, X_test=Xt, y_test=yt, task=task, n_classes=n_classes, source=os.path.abspath(path))
 
 

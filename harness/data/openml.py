@@ -25,8 +25,8 @@ import numpy as np
 
 from harness.component import require
 from harness.data.base import Dataset, Table
-from harness.data.files import USER_TASKS, check_numeric, encode_labels
 from harness.errors import ConfigError
+from harness.tasks import TASKS, check_numeric, user_tasks
 
 DEFAULT_CACHE = Path(__file__).resolve().parents[2] / "datasets" / "cache" / "openml"   # git-ignored
 
@@ -102,6 +102,7 @@ class OpenML(Dataset):
     per level, pandas.get_dummies); a missing value anywhere is an error naming its column."""
 
     name, card = "openml", "datasets/openml.md"
+    user_data = True
     schema = {**Dataset.schema, "id": None, "target": None, "task": None, "cache_dir": None}
 
     @classmethod
@@ -110,8 +111,8 @@ class OpenML(Dataset):
         i = s["id"]
         require(isinstance(i, int) and not isinstance(i, bool) and i >= 1, f"{group}.id", i,
                 "the integer id of an OpenML data set (https://www.openml.org/d/<id>), e.g. dataset.id=531")
-        require(s["task"] in USER_TASKS, f"{group}.task", s["task"],
-                "one of " + ", ".join(USER_TASKS) + " (OpenML does not record it; say which)")
+        require(s["task"] in user_tasks(), f"{group}.task", s["task"],
+                "one of " + ", ".join(user_tasks()) + " (OpenML does not record it; say which)")
         require(s["target"] is None or (isinstance(s["target"], str) and s["target"] != ""), f"{group}.target",
                 s["target"], "null (the data set's default target) or a column name")
         require(s["cache_dir"] is None or (isinstance(s["cache_dir"], str) and s["cache_dir"] != ""),
@@ -140,14 +141,15 @@ class OpenML(Dataset):
             feats = pd.get_dummies(feats, columns=cats, dtype=np.float64)
         X = check_numeric("dataset.id", data_id, "features", feats.to_numpy())
         y = df[target]
-        if task == "regression":
-            if not pd.api.types.is_numeric_dtype(y):
-                raise ConfigError("dataset.task", task,
-                                  f"binary or multiclass: target {target!r} is {y.dtype}, not a number")
-            y, n_classes = check_numeric("dataset.target", target, "y", y.to_numpy()), None
-        else:
-            labels = y.astype(str).to_numpy() if not pd.api.types.is_numeric_dtype(y) else y.to_numpy()
-            y, _, n_classes = encode_labels("dataset.target", target, labels, task)
+        numeric = pd.api.types.is_numeric_dtype(y)
+        try:
+            y, _, n_classes = TASKS.get(task).read_targets("dataset.target", target,
+                                                           y.to_numpy() if numeric else y.astype(str).to_numpy(), None)
+        except ConfigError:
+            if numeric:
+                raise
+            raise ConfigError("dataset.task", task, f"a task with class labels: target {target!r} is {y.dtype}, "
+                                                    "not a number") from None
         url = meta.get("url") or f"https://www.openml.org/d/{data_id}"
         return Table(X=X, y=y, task=task, n_classes=n_classes, source=url)
 

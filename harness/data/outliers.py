@@ -1,15 +1,16 @@
 """Outliers go into the training split only; the test split stays clean.
 
 Exactly round(ratio * n) training rows are corrupted, chosen at random from the seed.
-`scale` means, per kind (its default when `outliers.scale` is null):
+Which kinds apply to which data is the task's fact (harness/tasks/: `Task.outliers`, the first
+being outliers.kind=default). `scale` means, per kind (its default when `outliers.scale` is null):
 
-    shift       (regression) y += scale * sd(y): vertical outliers, all shifted the same way  [10]
-    heavy_tail  (regression) y += scale * sd(y) * Cauchy noise (Student t, 1 dof)               [3]
-    leverage    (regression) x += scale * sd(x) * s, s a random sign per feature, y kept:
+    shift       y += scale * sd(y): vertical outliers, all shifted the same way                [10]
+    heavy_tail  y += scale * sd(y) * Cauchy noise (Student t, 1 dof)                            [3]
+    leverage    x += scale * sd(x) * s, s a random sign per feature, y kept:
                 bad high-leverage points, far out in x and off the true line                 [10]
-    flip        (binary) y -> 1 - y                                                          [-]
-    symmetric   (multiclass) y -> a uniformly drawn *other* class                             [-]
-    pairwise    (multiclass) y -> (y + 1) mod C, the class next to it                        [-]
+    flip        (two classes) y -> 1 - y                                                     [-]
+    symmetric   (classes) y -> a uniformly drawn *other* class                                [-]
+    pairwise    (classes) y -> (y + 1) mod C, the class next to it                            [-]
 """
 from __future__ import annotations
 
@@ -21,15 +22,13 @@ from harness.registry import Registry
 
 
 class OutlierKind:
-    def __init__(self, name: str, tasks: set[str], default_scale: float | None,
+    def __init__(self, name: str, default_scale: float | None,
                  apply: Callable[[np.ndarray, np.ndarray, np.ndarray, float, np.random.Generator, int | None],
                                  tuple[np.ndarray, np.ndarray]]):
-        self.name, self.tasks, self.default_scale, self.apply = name, frozenset(tasks), default_scale, apply
+        self.name, self.default_scale, self.apply = name, default_scale, apply
 
 
 OUTLIERS: Registry[OutlierKind] = Registry("outliers.kind")
-# the kind used when outliers.kind=default, per task
-DEFAULT_KIND = {"regression": "shift", "binary": "flip", "multiclass": "symmetric"}
 
 
 def _shift(X, y, idx, scale, rng, n_classes):
@@ -70,18 +69,14 @@ def _pairwise(X, y, idx, scale, rng, n_classes):
 
 
 for _kind in (
-    OutlierKind("shift", {"regression"}, 10.0, _shift),
-    OutlierKind("heavy_tail", {"regression"}, 3.0, _heavy_tail),
-    OutlierKind("leverage", {"regression"}, 10.0, _leverage),
-    OutlierKind("flip", {"binary"}, None, _flip),
-    OutlierKind("symmetric", {"multiclass"}, None, _symmetric),
-    OutlierKind("pairwise", {"multiclass"}, None, _pairwise),
+    OutlierKind("shift", 10.0, _shift),
+    OutlierKind("heavy_tail", 3.0, _heavy_tail),
+    OutlierKind("leverage", 10.0, _leverage),
+    OutlierKind("flip", None, _flip),
+    OutlierKind("symmetric", None, _symmetric),
+    OutlierKind("pairwise", None, _pairwise),
 ):
     OUTLIERS.add(_kind.name, _kind)
-
-
-def kinds_for(task: str) -> list[str]:
-    return [name for name, k in OUTLIERS.items() if task in k.tasks]
 
 
 def inject(X: np.ndarray, y: np.ndarray, kind: str, ratio: float, scale: float | None,

@@ -21,6 +21,7 @@ import numpy as np
 
 from harness.data.base import Table, rng
 from harness.data.outliers import inject
+from harness.tasks import TASKS
 
 
 @dataclass
@@ -66,7 +67,7 @@ def split(table: Table, test_size: float, seed: int) -> tuple[np.ndarray, np.nda
 
     n = len(table.y)
     idx = np.arange(n)
-    stratify = table.y if table.task in ("binary", "multiclass") else None
+    stratify = table.y if TASKS.get(table.task).stratify else None
     r = int(rng(seed, "split").integers(2**31 - 1))
     try:
         tr, te = train_test_split(idx, test_size=test_size, random_state=r, stratify=stratify)
@@ -85,13 +86,14 @@ def prepare(table: Table, *, name: str, section: dict[str, Any], seed: int,
     d = X.shape[1]
     xc, xs = np.zeros(d), np.ones(d)
     yc, ys = 0.0, 1.0
+    scale_target = TASKS.get(table.task).scale_target
     if section["standardize"]:
         xc, xs = robust_scale(X)
-        if table.task == "regression":
+        if scale_target:
             c, s = robust_scale(y[:, None])
             yc, ys = float(c[0]), float(s[0])
     f = lambda a: ((a - xc) / xs).astype(np.float64)
-    if table.task == "regression":
+    if scale_target:
         y, yt = (y - yc) / ys, (yt - yc) / ys
     key = json.dumps([name, section, seed, list(outliers)], sort_keys=True, default=str)
     return Prepared(

@@ -89,7 +89,7 @@ class _KnownOutliers(Dataset):
     package = item = target = ""
     outlier_rows: tuple[int, ...] = ()
     n_rows = n_features = 0          # for the test_size check, without loading the data
-    schema = {**Dataset.schema, "clean_test": True}
+    schema = {**Dataset.schema, "clean_test": bool}
 
     @classmethod
     def check(cls, s, group):
@@ -133,7 +133,6 @@ class Stackloss(_KnownOutliers):
     name, task, card = "stackloss", "regression", "datasets/stackloss.md"
     package, item, target = "datasets", "stackloss", "stack.loss"
     outlier_rows, n_rows, n_features = (1, 3, 4, 21), 21, 3
-    schema = {**_KnownOutliers.schema, "test_size": 0.2}
 
 
 class StarsCYG(_KnownOutliers):
@@ -182,7 +181,7 @@ class Faithful(Dataset):
     minimum covering both; at h <= ~0.25 it has one minimum per mode (see the card)."""
 
     name, task, card = "faithful", "density", "datasets/faithful.md"
-    schema = {**Dataset.schema, "standardize": False, "bandwidth": None}
+    schema = {**Dataset.schema, "bandwidth": None}
     RULES = ("scott", "silverman")
     n_rows = 272           # for the test_size check, without loading the data
 

@@ -4,14 +4,21 @@ from __future__ import annotations
 import numpy as np
 
 from harness.component import require
-from harness.data.base import Dataset, Table, rng
+from harness.data.base import Dataset, Shape, Table, rng
 
 
 class Synthetic(Dataset):
     """Drawn by our own code from a validated config: nothing in the data itself can be wrong,
-    so sweep validation need not build it (a 54,000-run sweep has 1,500 distinct draws)."""
+    and the config fixes its shape (n_train, n_test, d, n_classes), so sweep validation need
+    not build it (a 54,000-run sweep has 1,500 distinct draws)."""
 
-    synthetic = True
+    @classmethod
+    def shape(cls, section):
+        return Shape(section["n_train"], section["n_test"], section.get("d", 1), section.get("n_classes"))
+
+    @classmethod
+    def public(cls, section):
+        return False
 
 
 class Linear(Synthetic):
@@ -24,7 +31,7 @@ class Linear(Synthetic):
     A fresh draw per data seed; the test split (n_test rows) is drawn clean."""
 
     name, task, card = "linear", "regression", "datasets/linear.md"
-    schema = {**Dataset.schema, "n_train": 2000, "n_test": 1000, "d": 20, "noise": 1.0, "correlation": 0.0}
+    schema = {**Dataset.schema, "n_train": int, "n_test": int, "d": int, "noise": float, "correlation": float}
 
     @classmethod
     def check(cls, s, group):
@@ -53,7 +60,7 @@ class Friedman1(Synthetic):
     y = 10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 10 x4 + 5 x5 + noise * e, x ~ U[0, 1]^d (d >= 5)."""
 
     name, task, card = "friedman1", "regression", "datasets/friedman1.md"
-    schema = {**Dataset.schema, "n_train": 2000, "n_test": 1000, "d": 10, "noise": 1.0}
+    schema = {**Dataset.schema, "n_train": int, "n_test": int, "d": int, "noise": float}
 
     @classmethod
     def check(cls, s, group):
@@ -95,7 +102,7 @@ class Blobs(Synthetic):
     how far apart the drawn centres fall). Binary when n_classes=2, else multiclass."""
 
     name, card = "blobs", "datasets/blobs.md"
-    schema = {**Dataset.schema, "n_train": 2000, "n_test": 1000, "d": 10, "n_classes": 4, "cluster_std": 5.0}
+    schema = {**Dataset.schema, "n_train": int, "n_test": int, "d": int, "n_classes": int, "cluster_std": float}
 
     @classmethod
     def task_of(cls, section):
@@ -128,8 +135,8 @@ class Classification(Synthetic):
     `outliers` (flip / symmetric / pairwise), not here. Binary when n_classes=2."""
 
     name, card = "classification", "datasets/classification.md"
-    schema = {**Dataset.schema, "n_train": 2000, "n_test": 1000, "d": 20, "n_informative": 5,
-              "n_redundant": 2, "n_classes": 2, "n_clusters_per_class": 2, "class_sep": 1.0}
+    schema = {**Dataset.schema, "n_train": int, "n_test": int, "d": int, "n_informative": int,
+              "n_redundant": int, "n_classes": int, "n_clusters_per_class": int, "class_sep": float}
 
     @classmethod
     def task_of(cls, section):
@@ -201,8 +208,20 @@ class SoftTargets(Synthetic):
     max-probability ~0.70 at T=1, ~0.53 at T=2, ~0.45 at T=3)."""
 
     name, task, card = "soft_targets", "distribution", "datasets/soft_targets.md"
-    schema = {**Dataset.schema, "base": "synthetic", "n_train": 2000, "n_test": 1000, "d": 10, "n_classes": 5,
-              "temperature": 2.0}
+    schema = {**Dataset.schema, "base": str, "n_train": int, "n_test": int, "d": int, "n_classes": int,
+              "temperature": float}
+
+    @classmethod
+    def shape(cls, section):
+        return super().shape(section) if section["base"] == "synthetic" else None   # a public set fixes it
+
+    @classmethod
+    def public(cls, section):
+        return section["base"] != "synthetic"
+
+    @classmethod
+    def examples(cls):
+        return [{"base": "synthetic"}, {"base": "digits"}]
 
     @classmethod
     def check(cls, s, group):
@@ -262,8 +281,8 @@ class Mixture(Synthetic):
     never scaled, so there is nothing to scale."""
 
     name, task, card = "mixture", "density", "datasets/mixture.md"
-    schema = {**Dataset.schema, "standardize": False, "n_train": 2000, "n_test": 1000,
-              "weight": 0.5, "mean1": -2.0, "mean2": 2.0, "sd1": 0.5, "sd2": 0.5}
+    schema = {**Dataset.schema, "n_train": int, "n_test": int,
+              "weight": float, "mean1": float, "mean2": float, "sd1": float, "sd2": float}
 
     @classmethod
     def check(cls, s, group):

@@ -39,8 +39,10 @@ class Batch:
 
 
 class Loss(Component):
+    group = "loss"
     tasks: ClassVar[frozenset[str]] = frozenset()
-    head: ClassVar[str] = "value"
+    head: ClassVar[str] = "value"                      # what it reads of the model (harness/heads.py)
+    heads_by_task: ClassVar[dict[str, str]] = {}       # another head on some task (KL on densities)
     # schema keys whose values may differ run to run inside a stack (numbers, passed as [U,K,1]
     # tensors); every other schema key is an *option*, fixed for a stack.
     stacked: ClassVar[tuple[str, ...]] = ()
@@ -52,7 +54,7 @@ class Loss(Component):
     formula: ClassVar[str] = ""             # one line for reports and --help
 
     def __init__(self, options: dict[str, Any] | None = None):
-        defaults = {k: v for k, v in self.schema.items() if k not in self.stacked}
+        defaults = {k: v for k, v in self.defaults().items() if k not in self.stacked}
         self.options = {**defaults, **(options or {})}
 
     def per_example(self, out: torch.Tensor, target: torch.Tensor, **params: torch.Tensor) -> torch.Tensor:
@@ -64,7 +66,7 @@ class Loss(Component):
     @classmethod
     def head_for(cls, task: str) -> str:
         """What the model must output for this task (most losses: always the same head)."""
-        return cls.head
+        return cls.heads_by_task.get(task, cls.head)
 
     @classmethod
     def options_of(cls, section: dict[str, Any]) -> dict[str, Any]:

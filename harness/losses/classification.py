@@ -73,7 +73,7 @@ class Focal(Loss):
     gamma = 0, alpha < 0 is BCE. Down-weights easy, confident examples."""
 
     name, tasks, head = "focal", BINARY, "logit"
-    schema = {"gamma": 2.0, "alpha": 0.25}
+    schema = {"gamma": float, "alpha": float}
     stacked = ("gamma", "alpha")
     formula = "-alpha_t (1 - p_t)^gamma log p_t"
 
@@ -98,7 +98,7 @@ class CrossEntropy(Loss):
     """Multi-class cross-entropy with optional label smoothing (`F.cross_entropy`)."""
 
     name, tasks, head = "cross_entropy", MULTI | {"distribution"}, "logits"
-    schema = {"label_smoothing": 0.0}
+    schema = {"label_smoothing": float}
     formula = "-sum_c q_c log softmax(z)_c, q = smoothed one-hot"
 
     @classmethod
@@ -115,7 +115,7 @@ class MultiHinge(Loss):
     sum over wrong classes c of max(0, margin - z_y + z_c), divided by C."""
 
     name, tasks, head = "multi_hinge", MULTI, "logits"
-    schema = {"margin": 1.0}
+    schema = {"margin": float}
     differentiable = False
     formula = "sum_{c!=y} max(0, margin - z_y + z_c) / C"
 
@@ -153,7 +153,7 @@ class GCE(Loss):
     Interpolates between CE (q -> 0) and MAE (q = 1); q = 0.7 is the paper's choice."""
 
     name, tasks, head = "gce", MULTI, "logits"
-    schema = {"q": 0.7}
+    schema = {"q": float}
     stacked = ("q",)
     robust = True
     formula = "(1 - p_y^q) / q"

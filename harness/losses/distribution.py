@@ -39,17 +39,14 @@ def mixture_logpdf(x: torch.Tensor, weights: torch.Tensor, means: torch.Tensor, 
 
 class KL(Loss):
     name, tasks, head = "kl", frozenset({"distribution", "density"}), "logits"
-    schema = {"direction": "forward"}
+    heads_by_task = {"density": "density"}     # a density fits (mu, log sigma), not class logits
+    schema = {"direction": str}
     soft_targets = True
     formula = "KL(p || q) = sum p log(p / q)  (direction=reverse: KL(q || p))"
 
     @classmethod
     def check(cls, s, group):
         require(s["direction"] in ("forward", "reverse"), f"{group}.direction", s["direction"], "forward or reverse")
-
-    @classmethod
-    def head_for(cls, task: str) -> str:
-        return "density" if task == "density" else "logits"
 
     def per_example(self, out, target):
         """Soft targets: out [U,K,n,C] logits, target [U,1,n,C] probabilities -> [U,K,n]."""

@@ -53,7 +53,7 @@ class Huber(Loss):
     """
 
     name, tasks, head = "huber", REGRESSION, "value"
-    schema = {"delta": 1.0}
+    schema = {"delta": float}
     stacked = ("delta",)
     robust = True
     formula = "r^2/2 if |r| <= delta else delta (|r| - delta/2)"
@@ -86,7 +86,7 @@ class Quantile(Loss):
     loss = max(tau e, (tau - 1) e). Its minimizer is the tau-quantile of y given x."""
 
     name, tasks, head = "quantile", REGRESSION, "value"
-    schema = {"tau": 0.5}
+    schema = {"tau": float}
     stacked = ("tau",)
     robust, differentiable = True, False
     formula = "max(tau (y - pred), (tau - 1)(y - pred))"

@@ -41,7 +41,7 @@ def _pick(mask: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 class Triplet(Loss):
     name, tasks, head = "triplet", EMBED, "embedding"
-    schema = {"margin": 1.0, "mining": "semi_hard"}
+    schema = {"margin": float, "mining": str}
     stacked = ("margin",)
     formula = "max(0, d(a,p) - d(a,n) + margin)"
 
@@ -82,7 +82,7 @@ class Triplet(Loss):
 
 class Contrastive(Loss):
     name, tasks, head = "contrastive", EMBED, "embedding"
-    schema = {"margin": 1.0}
+    schema = {"margin": float}
     stacked = ("margin",)
     formula = "y d^2 + (1 - y) max(0, margin - d)^2"
 

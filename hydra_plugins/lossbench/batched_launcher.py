@@ -20,10 +20,9 @@ config.yaml artifact holds the resolved config.
 import logging
 import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus
@@ -48,68 +47,55 @@ class BatchedLauncher(Launcher):
     def __init__(self, memory_budget_mb: Optional[int] = None, progress: Optional[bool] = None) -> None:
         self.memory_budget_mb, self.progress = memory_budget_mb, progress
         self.config = self.hydra_context = self.task_function = None
+        self.context = None   # the sweep's (harness/sweep.py), from the sweeper; else one of its own
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
+    def bind(self, context) -> None:
+        """The lossbench sweeper hands over its SweepContext: parent run, tracker, validated specs."""
+        self.context = context
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from harness import timing
-        from harness.cli import PARENT_ENV, SWEEP_ENV, new_sweep_id, tracker_for
-        from harness.engine import train
         from harness.stacking import plan
+        from harness.sweep import SweepContext, run_stacks
 
         specs = self._specs(job_overrides)
         with timing.phase("plan"):
             stacks = plan(specs, self.memory_budget_mb)
         log.info(f"{len(specs)} jobs in {len(stacks)} stacks")
         _hint_if_busy()
-        parent = os.environ.get(PARENT_ENV) or None
-        sweep_id = os.environ.get(SWEEP_ENV) or new_sweep_id()
-        tracker = tracker_for(specs[0])
-        returns: List[Optional[JobReturn]] = [None] * len(specs)
+        ctx = self.context or SweepContext.for_job(specs[0])
         sweep_dir = str(self.config.hydra.sweep.dir)
         Path(sweep_dir).mkdir(parents=True, exist_ok=True)
         bar = _progress(len(specs), self.progress)
-        written: dict = {}
-        error: Optional[BaseException] = None
-        try:
-            for stack in stacks:
-                with timing.phase("train"):
-                    results = train([specs[i] for i in stack])
-                with timing.phase("track"):
-                    ids = tracker.write(results, parent, sweep_id)
-                # keep only what the JobReturns need, not the curves: a sweep may hold 50,000 runs
-                written.update({i: {**r.final, "status": r.status, "run_id": rid} for i, r, rid in zip(stack, results, ids)})
-                bar.update(results)
-                del results
-        except BaseException as e:  # keep what was trained and written; the sweep marks the rest failed
-            error = e
+        written, error = run_stacks(specs, ctx, stacks, on_stack=bar.update)
         bar.close()
-        for i, value in written.items():
-            ret = JobReturn(overrides=list(job_overrides[i]), cfg=None, hydra_cfg=None, working_dir=sweep_dir,
-                            task_name=_task_name(self.config), status=JobStatus.COMPLETED)
-            ret.return_value = value
-            returns[i] = ret
-        for i, r in enumerate(returns):
-            if r is None:
-                returns[i] = JobReturn(overrides=list(job_overrides[i]), working_dir=sweep_dir,
-                                       task_name=_task_name(self.config), status=JobStatus.FAILED,
-                                       _return_value=error or RuntimeError("not run: an earlier stack failed"))
+        returns: List[JobReturn] = []
+        for i, job in enumerate(job_overrides):
+            ret = JobReturn(overrides=list(job), working_dir=sweep_dir, task_name=_task_name(self.config),
+                            status=JobStatus.COMPLETED if i in written else JobStatus.FAILED)
+            if i in written:
+                ret.return_value = written[i].value()
+            else:   # not run, or its stack failed: the sweep marks it failed, the runs written stay
+                ret._return_value = error or RuntimeError("not run: an earlier stack failed")
+            returns.append(ret)
         if isinstance(error, KeyboardInterrupt):
             raise error
-        return returns  # type: ignore[return-value]
+        return returns
 
     def _specs(self, job_overrides):
-        """The jobs' RunSpecs: validated by the lossbench sweeper in this process, or built here."""
+        """The jobs' RunSpecs: validated by the lossbench sweeper (its context), or built here."""
         from harness import timing
         from harness.compose import FastComposer
         from harness.errors import ConfigError
         from harness.spec import build_spec
-        from hydra_plugins.lossbench.sweeper import VALIDATED
 
         with timing.phase("compose"):
-            if all(tuple(j) in VALIDATED for j in job_overrides):
-                return [VALIDATED[tuple(j)] for j in job_overrides]
+            known = self.context.specs if self.context is not None else {}
+            if all(tuple(j) in known for j in job_overrides):
+                return [known[tuple(j)] for j in job_overrides]
             composer = FastComposer(self.hydra_context.config_loader, self.config)
             try:
                 return [build_spec(composer.task_config(j), tuple(j)) for j in job_overrides]

@@ -5,8 +5,10 @@ overrides, `hydra.sweeper.params` from experiment files), plus what a tracked sw
    before anything runs: a bad value anywhere in the grid is one line and exit status 2, with
    nothing written to MLflow;
 2. one MLflow parent run per sweep (tags: lossbench.sweep_id, lossbench.kind=sweep; params:
-   the swept values; artifacts: multirun.yaml and the study), whose id reaches every job's
-   process through the environment, so children of any launcher attach to it;
+   the swept values; artifacts: multirun.yaml and the study). Its context (harness/sweep.py:
+   parent, sweep id, tracker, the validated specs) goes to a launcher that takes it (`bind`,
+   the batched launcher) and, through the environment, to jobs that Hydra runs through the task
+   function (basic, joblib, submitit), so children of any launcher attach to it;
 3. at the end, the parent records how many runs converged and diverged, and its status
    (FINISHED, or FAILED with the runs already written kept);
 4. with `hydra.sweeper.report=true` (set by the studies in experiments/), the comparison report
@@ -40,9 +42,6 @@ class LossbenchSweeperConf:
 
 ConfigStore.instance().store(group="hydra/sweeper", name="lossbench", node=LossbenchSweeperConf, provider="lossbench")
 
-# specs validated by the sweeper, for a launcher in the same process to reuse (overrides -> spec)
-VALIDATED: Dict[tuple, Any] = {}
-
 
 class LossbenchSweeper(BasicSweeper):
     def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
@@ -51,10 +50,10 @@ class LossbenchSweeper(BasicSweeper):
         self.report = report
 
     def sweep(self, arguments: List[str]) -> Any:
-        from harness.cli import PARENT_ENV, SWEEP_ENV, new_sweep_id
         from harness.compose import FastComposer
         from harness.errors import ConfigError
         from harness.spec import build_spec
+        from harness.sweep import SweepContext, new_sweep_id, tracker_for
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         t0 = time.perf_counter()
@@ -81,16 +80,12 @@ class LossbenchSweeper(BasicSweeper):
         except ConfigError as e:
             print(e.line(), file=sys.stderr)
             sys.exit(2)
-        VALIDATED.clear()
-        VALIDATED.update({tuple(job): s for job, s in zip(jobs, specs)})
         log.info(f"validated {len(jobs)} jobs in {time.perf_counter() - t0:.2f} s"
                  + (f" ({n_grid - len(jobs)} grid points repeat a job: options of a choice that lacks them)" if n_grid > len(jobs) else ""))
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-
-        from harness.cli import tracker_for
 
         with timing.phase("track"):
             tracker = tracker_for(specs[0])
@@ -107,16 +102,19 @@ class LossbenchSweeper(BasicSweeper):
             artifacts["study.yaml"] = OmegaConf.to_yaml(OmegaConf.create(study))
         with timing.phase("track"):
             parent = tracker.start_sweep(sweep_id, params, tags, artifacts)
-        os.environ[PARENT_ENV], os.environ[SWEEP_ENV] = parent, sweep_id
+        ctx = SweepContext(sweep_id, parent, tracker, specs={tuple(job): s for job, s in zip(jobs, specs)})
+        bind = getattr(self.launcher, "bind", None)
+        if callable(bind):
+            bind(ctx)
         print(f"sweep {sweep_id}: {len(jobs)} runs -> MLflow {specs[0].tracking['uri']} "
               f"experiment {specs[0].tracking['experiment']!r}, parent run {parent}", file=sys.stderr)
 
         status, returns = "FAILED", []
         try:
             chunk = self.max_batch_size or len(jobs)
-            for i in range(0, len(jobs), chunk):
-                results = self.launcher.launch(jobs[i:i + chunk], initial_job_idx=i)
-                returns.append(results)
+            with ctx.exported():
+                for i in range(0, len(jobs), chunk):
+                    returns.append(self.launcher.launch(jobs[i:i + chunk], initial_job_idx=i))
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
@@ -131,7 +129,6 @@ class LossbenchSweeper(BasicSweeper):
                 tracker.end_sweep(parent, status, {"lossbench.sweep_status": status.lower()},
                                   {"sweep/runs": len(done), "sweep/diverged": diverged, "sweep/failed": failed,
                                    "sweep/seconds": time.perf_counter() - t0})
-            os.environ.pop(PARENT_ENV, None), os.environ.pop(SWEEP_ENV, None)
         for batch in returns:
             for r in batch:
                 _ = r.return_value  # re-raise a failed job's exception, as Hydra's sweeper does
