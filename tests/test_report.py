@@ -15,6 +15,7 @@ import pytest
 
 from harness.report import aggregate as A
 from harness.report import claims as C
+from harness.report.claims import stats as S
 from harness.report.__main__ import parse
 from harness.errors import ConfigError
 
@@ -218,10 +219,10 @@ def test_unknown_check_and_registry():
 
 def test_slope_exact_and_ci():
     x = np.repeat([0.0, 0.1, 0.2, 0.3], 5)
-    b, lo, hi = C.slope(x, 2 + 3 * x)
+    b, lo, hi = S.slope(x, 2 + 3 * x)
     assert b == pytest.approx(3) and lo == pytest.approx(3) and hi == pytest.approx(3)
     y = 2 + 3 * x + np.random.default_rng(1).standard_normal(len(x)) * 0.1
-    b, lo, hi = C.slope(x, y)
+    b, lo, hi = S.slope(x, y)
     assert b == pytest.approx(np.polyfit(x, y, 1)[0]) and lo < b < hi
 
 
@@ -576,6 +577,53 @@ def test_line_labels():
                          "loss.mining": "hard"}, line) == "triplet (hard, margin=0.5)"
     assert A.line_label({"loss.name": "mse"}, ["loss.name"]) == "mse"
 
+
+# (a claim's loss entry, the series name); the same options as a runs-table row give the same name
+SERIES_NAMES = [
+    ("mse", "mse"),
+    ({"loss.name": "huber"}, "huber"),
+    ({"loss.name": "kl", "loss.direction": "reverse"}, "kl (reverse)"),
+    ({"loss.name": "triplet", "loss.mining": "hard"}, "triplet (hard)"),
+    ({"loss.name": "gce", "loss.q": 0.5}, "gce (q=0.5)"),
+    ({"loss.name": "huber", "loss.delta": 1.0}, "huber (delta=1)"),
+    ({"loss.name": "huber", "loss.delta": 3}, "huber (delta=3)"),
+    ({"loss.name": "huber", "loss.delta": np.float64(0.25)}, "huber (delta=0.25)"),
+    ({"loss.name": "quantile", "loss.tau": 1e-4}, "quantile (tau=0.0001)"),
+    ({"loss.name": "triplet", "loss.margin": 0.5, "loss.mining": "hard"}, "triplet (hard, margin=0.5)"),
+    ({"loss.name": "cross_entropy", "loss.label_smoothing": 0.1, "loss.weighting": "balanced"},
+     "cross_entropy (balanced, label_smoothing=0.1)"),
+]
+
+
+@pytest.mark.parametrize("entry, name", SERIES_NAMES, ids=[n for _, n in SERIES_NAMES])
+def test_claims_and_figures_name_a_series_alike(entry, name):
+    """claims.series_label (a claim's loss entry) and aggregate.line_label (a runs-table row, other
+    loss columns NaN or "null", as in a sweep of several losses) give one name: both are
+    series.series_name, and must stay so, or a claim's verdict names a series no figure shows."""
+    opts = entry if isinstance(entry, dict) else {"loss.name": entry}
+    row = pd.Series({"loss.name": opts["loss.name"], "loss.other": np.nan, "loss.unset": "null",
+                     **{k: v for k, v in opts.items() if k != "loss.name"}, "outliers.ratio": 0.1})
+    line = ["loss.name", "loss.other", "loss.unset"] + [k for k in opts if k != "loss.name"]
+    assert C.series_label(entry) == name
+    assert A.line_label(row, line) == name
+    assert A.line_label(dict(row), line) == name
+
+
+def test_a_claims_variants_are_the_figures_series():
+    """On a sweep's runs table, the series a claim's bare loss names expand to (claims.variants)
+    are named exactly as the figures' lines (aggregate.roles, line_label)."""
+    rows = [{"loss.name": loss, **opts, "outliers.ratio": r, "seed": s, "eval": "regression", "test/rmse": 1.0}
+            for loss, opts in [("mse", {}), ("huber", {"loss.delta": 0.3}), ("huber", {"loss.delta": 1.0}),
+                               ("huber", {"loss.delta": 3.0}), ("triplet", {"loss.mining": "hard"}),
+                               ("triplet", {"loss.mining": "semi_hard"}), ("gce", {"loss.q": 0.5}),
+                               ("gce", {"loss.q": 1.0}), ("mae", {"loss.margin": 1.0})]
+            for r in (0.0, 0.2) for s in range(2)]
+    runs = pd.DataFrame(rows)
+    line = A.roles(runs).line
+    figures = set(runs.apply(lambda row: A.line_label(row, line), axis=1))
+    claims = {C.series_label(e) for e in C.variants(runs, ["mse", "huber", "triplet", "gce", "mae"])}
+    assert claims == figures == {"mse", "huber (delta=0.3)", "huber (delta=1)", "huber (delta=3)", "triplet (hard)",
+                                 "triplet (semi_hard)", "gce (q=0.5)", "gce (q=1)", "mae"}   # mae's one margin: no name
 
 def test_x_label_says_label_noise_for_classification():
     from harness.report.figures import x_label

@@ -6,8 +6,9 @@
 Modules, one job each:
     load       MLflow -> the runs table (one row per run) and the sweep's parent and study
     aggregate  groups over seeds: mean, sd, 95% t interval; roles of the varying params
-    claims     the study's claims, one registered check per kind of claim (slopes, degradation,
-               pairwise comparisons at given x values)
+    series     the name of a series (`triplet (hard)`), one function for figures and claims
+    claims     the study's claims: the core, stats.py (slopes, degradation, paired differences,
+               t intervals) and one module per registered check
     figures    which figures a sweep gets per metric family, and the tables behind them
     plots      drawing: each plot saves its PNG and the CSV it was drawn from
     render     report.md and index.html from one list of blocks

@@ -5,14 +5,14 @@ n finite values (diverged runs have NaN and are left out):
 
     mean  = (1/n) sum_i m_i
     sd    = sqrt( sum_i (m_i - mean)^2 / (n - 1) )
-    ci95  = t_{0.975, n-1} * sd / sqrt(n)          (half-width; NaN when n < 2)
+    ci95  = t_{0.975, n-1} * sd / sqrt(n)          (half-width; NaN when n < 2; claims.stats.t_ci95)
 
 Roles of the params that vary in a sweep (`roles(df)`); only independent ones get a role
 (outliers.scale, set by outliers.kind, is not an axis of its own):
 
     x         outliers.ratio (the x axis of the headline plot) when it varies
     line      loss.name plus the loss's own varying settings: one series each, labelled
-              `kl (reverse)`, `triplet (hard)`, `huber (delta=0.5)` (line_label)
+              `kl (reverse)`, `triplet (hard)`, `huber (delta=0.5)` (line_label, series.py)
     tuning    optimizer.*, regularization.*, train.*: settings one would tune per loss
     scenario  everything else (outliers.kind, dataset.*, model.*): the conditions compared
 """
@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 
 from harness.metric_info import PRIMARY, TASK_METRICS
+from harness.report.claims.stats import t_ci95  # aggregate.t_ci95 stays a name here
 from harness.report.load import metric_columns, param_columns
+from harness.report.series import LOSS, SEED, series_name, value_text
 
-SEED = "seed"
-LOSS = "loss.name"
 X_DEFAULT = "outliers.ratio"
 TUNING_PREFIXES = ("optimizer.", "regularization.", "train.")
 
@@ -76,17 +76,6 @@ def task_metrics(df: pd.DataFrame) -> list[str]:
     for fam in families(df):
         out += [m for m in TASK_METRICS.get(fam, [PRIMARY.get(fam, "")]) if m in have and m not in out]
     return out
-
-
-def t_ci95(sd: pd.Series | float, n: pd.Series | float):
-    """Half-width of the 95% t interval of a mean: t_{0.975, n-1} sd / sqrt(n); NaN for n < 2."""
-    from scipy.stats import t
-
-    n_arr = np.asarray(n, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        q = np.where(n_arr >= 2, t.ppf(0.975, np.maximum(n_arr - 1, 1)), np.nan)
-        out = q * np.asarray(sd, dtype=float) / np.sqrt(n_arr)
-    return pd.Series(out, index=sd.index) if isinstance(sd, pd.Series) else float(out)
 
 
 def stats(df: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
@@ -148,18 +137,16 @@ def roles(df: pd.DataFrame) -> Roles:
 
 
 def line_label(row: pd.Series | dict, line: list[str]) -> str:
-    """The series name: the loss and, in brackets, its own varying settings that apply to it:
-    `huber`, `kl (reverse)`, `triplet (hard)`, `gce (q=0.5)`, `triplet (hard, margin=0.5)`.
-    Words stand alone (a direction or a mining strategy says what it is); numbers get their key."""
+    """The series name of a runs-table row (series.series_name): the loss and, in brackets, its
+    own varying settings that apply to it (the columns of `line` present, not NaN, not "null"):
+    `huber`, `kl (reverse)`, `triplet (hard)`, `gce (q=0.5)`, `triplet (hard, margin=0.5)`."""
     name = str(row[LOSS]) if LOSS in row and pd.notna(row[LOSS]) else "all runs"
-    own = [c for c in line if c != LOSS and c in row and pd.notna(row[c]) and str(row[c]) != "null"]
-    words = [str(row[c]) for c in own if isinstance(row[c], str)]
-    extra = words + [f"{c.split('.', 1)[1]}={_fmt(row[c])}" for c in own if not isinstance(row[c], str)]
-    return f"{name} ({', '.join(extra)})" if extra else name
+    own = {c: row[c] for c in line if c != LOSS and c in row and pd.notna(row[c]) and str(row[c]) != "null"}
+    return series_name(name, own)
 
 
 def facet_label(row: pd.Series | dict, facets: list[str]) -> str:
-    return ", ".join(f"{c}={_fmt(row[c])}" for c in facets) or "all runs"
+    return ", ".join(f"{c}={value_text(row[c])}" for c in facets) or "all runs"
 
 
 def best_settings(st: pd.DataFrame, metric: str, higher_is_better: bool, by: list[str]) -> pd.DataFrame:
@@ -171,9 +158,3 @@ def best_settings(st: pd.DataFrame, metric: str, higher_is_better: bool, by: lis
         return st.iloc[0:0]
     idx = ranked.groupby(by, dropna=False, sort=True)["_key"].idxmax()
     return st.loc[idx.values].reset_index(drop=True)
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
