@@ -20,7 +20,3 @@ class ConfigError(ValueError):
 
     def line(self) -> str:
         return f"error: {self}"
-
-
-def fail(key: str, value: Any, allowed: str | Iterable[str]) -> None:
-    raise ConfigError(key, value, allowed)

@@ -489,7 +489,7 @@ def test_better_than():
     v = C.evaluate(runs, BETTER)                          # every ratio, 0 included: tied at 0
     assert v.verdict == "inconclusive" and "outliers.ratio=0:" in v.text
     assert C.evaluate(runs, {**BETTER, "better": "cross_entropy", "worse": "gce", "at": 0.3}).verdict == "does not hold"
-    # lower is better for a loss-like metric: the direction comes from metric_info
+    # lower is better for a loss-like metric: the direction comes from metric_table
     low = runs.rename(columns={"test/accuracy": "test/ece"})
     assert C.evaluate(low, {**BETTER, "metric": "test/ece", "at": [0.3]}).verdict == "does not hold"
     # no x: every run of the where filter, one comparison
@@ -633,26 +633,41 @@ def test_x_label_says_label_noise_for_classification():
     assert x_label("outliers.ratio", pd.DataFrame({"task": ["regression"]})).startswith("outlier ratio")
 
 
-def test_fit_place():
-    from harness.report.figures import fit_place
+MIX = {"weights": [0.5, 0.5], "means": [-2.0, 2.0], "sds": [0.5, 0.5]}
 
-    mix = dict(weight=0.5, mean1=-2.0, mean2=2.0, sd1=0.5, sd2=0.5)
-    assert fit_place(0.0, 2.06, mix) == "both modes"         # the forward-KL (moment-matching) fit
-    assert fit_place(2.0, 0.5, mix) == "one mode" and fit_place(-1.98, 0.52, mix) == "one mode"
-    assert fit_place(8.0, 0.5, mix) == "neither mode"
+
+def test_modes_of_a_mixture_and_of_a_kde():
+    from harness.report.density import modes
+
+    (a, lo1, hi1), (b, lo2, hi2) = modes(MIX)          # a lone Gaussian's extent: mean +- 2 sd
+    assert (a, lo1, hi1) == pytest.approx((-2, -3, -1), abs=2e-3) and (b, lo2, hi2) == pytest.approx((2, 1, 3), abs=2e-3)
+    g = np.random.default_rng(0)
+    x = np.r_[g.normal(-2, 0.5, 200), g.normal(2, 0.5, 200)]
+    kde = {"weights": [1 / len(x)] * len(x), "means": x.tolist(), "sds": [0.3] * len(x)}
+    assert [round(m) for m, _, _ in modes(kde)] == [-2, 2]
+
+
+def test_fit_place():
+    from harness.report.density import fit_place, modes
+
+    where = modes(MIX)
+    assert fit_place(0.0, 2.06, where) == "both modes"         # the forward-KL (moment-matching) fit
+    assert fit_place(2.0, 0.5, where) == "one mode" and fit_place(-1.98, 0.52, where) == "one mode"
+    assert fit_place(8.0, 0.5, where) == "neither mode"
 
 
 def test_density_figure_one_line_per_run(tmp_path):
     """Seeds on opposite modes are drawn apart (their mean would sit between the modes)."""
-    from harness.report.figures import density_figure
+    import json
 
-    mix = {"dataset.weight": 0.5, "dataset.mean1": -2.0, "dataset.mean2": 2.0, "dataset.sd1": 0.5, "dataset.sd2": 0.5}
+    from harness.report.density import density_figure
+
     rows = [dict(run_id="f0", seed=0, mu=0.0, sigma=2.06, d="forward"), dict(run_id="f1", seed=1, mu=0.01, sigma=2.05, d="forward"),
             dict(run_id="r0", seed=0, mu=-2.0, sigma=0.5, d="reverse"), dict(run_id="r1", seed=1, mu=2.0, sigma=0.5, d="reverse")]
     runs = pd.DataFrame([{"run_id": r["run_id"], "status": "converged", "eval": "density", "task": "density",
                           "loss.name": "kl", "loss.direction": r["d"], "seed": r["seed"], "fit/mu": r["mu"],
-                          "fit/sigma": r["sigma"], "test/kl": 1.0, **mix} for r in rows])
-    fig = density_figure(runs, tmp_path, "", "")
+                          "fit/sigma": r["sigma"], "test/kl": 1.0} for r in rows])
+    fig = density_figure(runs, tmp_path, "", "", lambda rid, name: json.dumps(MIX) if name == "target.json" else None)
     assert fig.png.is_file() and fig.png.with_suffix(".csv").is_file()
     assert "kl (forward): q on both modes in 2/2 runs" in fig.caption
     assert "kl (reverse): q on one mode in 2/2 runs" in fig.caption

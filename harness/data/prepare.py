@@ -32,13 +32,11 @@ class Prepared:
     y_test: np.ndarray
     task: str
     n_classes: int | None
-    x_center: np.ndarray
     x_scale: np.ndarray
     y_center: float = 0.0
     y_scale: float = 1.0
     w_true: np.ndarray | None = None
     b_true: float | None = None
-    outlier_mask: np.ndarray | None = None
     name: str = ""
     source: str = ""
     digest: str = ""
@@ -82,7 +80,7 @@ def prepare(table: Table, *, name: str, section: dict[str, Any], seed: int,
             outliers: tuple[str, float, float | None]) -> Prepared:
     X, y, Xt, yt, extra, extra_test = split(table, section["test_size"], seed)
     kind, ratio, scale = outliers
-    X, y, mask = inject(X, y, kind, ratio, scale, rng(seed, "outliers"), table.n_classes)
+    X, y, _ = inject(X, y, kind, ratio, scale, rng(seed, "outliers"), table.n_classes)
     d = X.shape[1]
     xc, xs = np.zeros(d), np.ones(d)
     yc, ys = 0.0, 1.0
@@ -98,7 +96,7 @@ def prepare(table: Table, *, name: str, section: dict[str, Any], seed: int,
     key = json.dumps([name, section, seed, list(outliers)], sort_keys=True, default=str)
     return Prepared(
         X_train=f(X), y_train=y, X_test=f(Xt), y_test=yt, task=table.task, n_classes=table.n_classes,
-        x_center=xc, x_scale=xs, y_center=yc, y_scale=ys, w_true=table.w_true, b_true=table.b_true,
-        outlier_mask=mask, name=name, source=table.source,
+        x_scale=xs, y_center=yc, y_scale=ys, w_true=table.w_true, b_true=table.b_true,
+        name=name, source=table.source,
         digest=hashlib.sha1(key.encode()).hexdigest()[:16], extra=extra, extra_test=extra_test,
     )

@@ -72,10 +72,6 @@ class Loss(Component):
     def options_of(cls, section: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in section.items() if k != "name" and k not in cls.stacked}
 
-    @classmethod
-    def params_of(cls, section: dict[str, Any]) -> dict[str, float]:
-        return {k: section[k] for k in cls.stacked}
-
 
 def param(x, like: torch.Tensor):
     """A loss parameter in `like`'s dtype: a float stays a float, a [U, K, 1] tensor is cast."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.metric_info import PRIMARY, TASK_METRICS
+from harness.metric_table import FAMILIES
 from harness.report.claims.stats import t_ci95  # aggregate.t_ci95 stays a name here
 from harness.report.load import metric_columns, param_columns
 from harness.report.series import LOSS, SEED, series_name, value_text
@@ -70,11 +70,11 @@ def families(df: pd.DataFrame) -> list[str]:
 
 def task_metrics(df: pd.DataFrame) -> list[str]:
     """Final test metrics of the families present that the runs actually logged (a finite value
-    in some run), in metric_info.TASK_METRICS order."""
+    in some run), in the order of each family's metrics (metric_table.py)."""
     have = {c for c in metric_columns(df) if pd.to_numeric(df[c], errors="coerce").notna().any()}
     out: list[str] = []
     for fam in families(df):
-        out += [m for m in TASK_METRICS.get(fam, [PRIMARY.get(fam, "")]) if m in have and m not in out]
+        out += [m for m in (FAMILIES[fam].metrics if fam in FAMILIES else ()) if m in have and m not in out]
     return out
 
 

@@ -19,7 +19,7 @@ decide it. Runs without a finite metric (diverged) are left out, and counted in 
 
 Keys every check reads:
     metric   a final-metric column (test/rmse, test/accuracy, ...). Which way is better comes
-             from harness/metric_info.py; `higher_is_better: true|false` sets it for a metric
+             from harness/metric_table.py; `higher_is_better: true|false` sets it for a metric
              it does not know
     where    {param: value, ...}: only runs matching all of them (numbers compared as numbers)
     x        the param the claim is about (outliers.ratio)
@@ -49,7 +49,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from harness.metric_info import HIGHER_IS_BETTER
+from harness.metric_table import higher_is_better
 from harness.report.series import LOSS, series_name
 
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
@@ -157,14 +157,15 @@ def _as_list(v: Any) -> list:
 
 
 def _direction(claim: dict) -> bool:
-    """True when higher is better for the claim's metric (metric_info, or the claim's
+    """True when higher is better for the claim's metric (metric_table.py, or the claim's
     `higher_is_better`)."""
     if "higher_is_better" in claim:
         return bool(claim["higher_is_better"])
     metric = claim.get("metric")
-    if metric not in HIGHER_IS_BETTER:
+    better = higher_is_better(str(metric))
+    if better is None:
         raise ClaimError(f"metric {metric!r} has no known direction; add higher_is_better: true|false to the claim")
-    return HIGHER_IS_BETTER[metric]
+    return better
 
 
 def _prepare(runs: pd.DataFrame, claim: dict, need_x: bool) -> pd.DataFrame:
