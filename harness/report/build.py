@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness import schema as S
 from harness.report import aggregate as A
 from harness.report import claims as C
 from harness.report import load as L
@@ -108,8 +109,7 @@ def report_blocks(sw: L.Sweep, runs: pd.DataFrame, summ: pd.DataFrame, figs: lis
     n = len(runs)
     n_div = int((runs["status"] == "diverged").sum()) if n else 0
     seeds = runs[A.SEED].nunique() if A.SEED in runs else 0
-    swept = "; ".join(f"{k[len('sweep.'):]}={v}" for k, v in sorted(sw.params.items())
-                      if k.startswith("sweep.") and k not in ("sweep.n_runs", "sweep.launcher"))
+    swept = "; ".join(f"{S.swept_key(k)}={v}" for k, v in sorted(sw.params.items()) if S.swept_key(k) is not None)
     study = sw.study or {}
     name = study.get("name") or sw.tags.get(L.STUDY_TAG) or sw.sweep_id
     fams = A.families(runs)

@@ -1,6 +1,6 @@
 """MLflow -> DataFrames. The report reads MLflow only, never the training code.
 
-What it reads (written by harness/tracking.py and the sweeper):
+What it reads (written by harness/tracking and the sweeper; the names are harness/schema.py's):
 
     parent run   tags lossbench.kind=sweep, lossbench.sweep_id, maybe lossbench.study;
                  params sweep.<key>; artifacts multirun.yaml, study.yaml (name, question, claims)
@@ -26,20 +26,20 @@ from typing import Any
 
 import pandas as pd
 
+from harness import schema as S
 from harness.errors import ConfigError
 from harness.metric_info import HIGHER_IS_BETTER
-
-KIND_TAG, SWEEP_TAG, STUDY_TAG, PARENT_TAG = "lossbench.kind", "lossbench.sweep_id", "lossbench.study", "mlflow.parentRunId"
+from harness.schema import KIND_TAG, PARENT_TAG, STUDY_TAG, SWEEP_TAG  # noqa: F401  (STUDY_TAG: report.build)
 
 # table column -> the tag it is read from
 TAG_COLUMNS = {
-    "run_name": "mlflow.runName",
-    "status": "lossbench.status",
-    "task": "lossbench.task",
-    "eval": "lossbench.eval",          # the metric family; runs logged before it existed: = task
-    "config_hash": "lossbench.config_hash",
-    "diverged_step": "lossbench.diverged_step",
-    "curves": "lossbench.curves",     # tracking.curves=parquet: the Parquet artifact holding the run's curves
+    "run_name": S.RUN_NAME_TAG,
+    "status": S.STATUS_TAG,
+    "task": S.TASK_TAG,
+    "eval": S.EVAL_TAG,               # the metric family; runs logged before it existed: = task
+    "config_hash": S.HASH_TAG,
+    "diverged_step": S.DIVERGED_STEP_TAG,
+    "curves": S.CURVES_TAG,           # tracking.curves=parquet: the Parquet artifact holding the run's curves
 }
 ID_COLUMNS = ["run_id", *TAG_COLUMNS]
 
@@ -77,17 +77,17 @@ def find_sweep(client, uri: str, experiment: str, sweep: str | None = None) -> S
         names = sorted(e.name for e in client.search_experiments())
         raise ConfigError("tracking.experiment", experiment, f"an experiment in {uri}: " + (", ".join(names) or "(none)"))
     eid = exp.experiment_id
-    sweeps = f"tags.`{KIND_TAG}` = 'sweep'"
+    sweeps = f"tags.`{KIND_TAG}` = '{S.KIND_SWEEP}'"
     if sweep is None:
         found = client.search_runs([eid], sweeps, order_by=["attributes.start_time DESC"], max_results=1)
         if not found:
-            raise ConfigError("tracking.experiment", experiment, "an experiment holding a sweep (it has no run tagged lossbench.kind=sweep)")
+            raise ConfigError("tracking.experiment", experiment, f"an experiment holding a sweep (it has no run tagged {KIND_TAG}={S.KIND_SWEEP})")
         run = found[0]
     else:
         found = client.search_runs([eid], f"{sweeps} and tags.`{SWEEP_TAG}` = '{_quote(sweep)}'", max_results=1)
         if not found:
             found = [r for r in client.search_runs([eid], f"attributes.run_id = '{_quote(sweep)}'", max_results=1)
-                     if r.data.tags.get(KIND_TAG) == "sweep"] if _looks_like_run_id(sweep) else []
+                     if r.data.tags.get(KIND_TAG) == S.KIND_SWEEP] if _looks_like_run_id(sweep) else []
         if not found:
             recent = client.search_runs([eid], sweeps, order_by=["attributes.start_time DESC"], max_results=5)
             known = ", ".join(r.data.tags.get(SWEEP_TAG, r.info.run_id) for r in recent) or "(none)"
@@ -103,11 +103,11 @@ def read_study(client, run_id: str) -> dict[str, Any] | None:
     """The parent's study.yaml (name, question, claims), or None when the sweep has none."""
     import yaml
 
-    if "study.yaml" not in {a.path for a in client.list_artifacts(run_id)}:
+    if S.STUDY_ARTIFACT not in {a.path for a in client.list_artifacts(run_id)}:
         return None
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file: no bar
     with tempfile.TemporaryDirectory() as tmp:
-        path = client.download_artifacts(run_id, "study.yaml", tmp)
+        path = client.download_artifacts(run_id, S.STUDY_ARTIFACT, tmp)
         study = yaml.safe_load(Path(path).read_text())
     return study if isinstance(study, dict) else None
 

@@ -1,0 +1,121 @@
+"""The one MLflow writer. Nothing else in lossbench writes to MLflow.
+
+A sweep is one parent run with one child run per job. Every child gets:
+  params    the normalized config, flattened (`optimizer.lr`, `loss.delta`, ...)
+  tags      lossbench.status (converged | diverged), lossbench.sweep_id, lossbench.config_hash,
+            lossbench.task (the data's), lossbench.eval (the metric family: the task, or
+            embedding), lossbench.device, mlflow.parentRunId, mlflow.runName
+  metrics   curves (train/loss every log_every steps; train/objective, train/grad_norm, test/*
+            and param_error every eval_every steps) and final values (the point at the last step)
+  inputs    its training and test data through MLflow's dataset records (log_input)
+  artifact  config.yaml, the resolved config
+
+Curves, two ways (tracking.curves):
+  * metrics (default): every point is an MLflow metric value, drawn by the MLflow UI.
+  * parquet: for sweeps of tens of thousands of runs. Each run keeps its params, tags and final
+    metrics as MLflow records (search_runs finds and filters it as usual), and its curves go into
+    one Parquet file per stack, an artifact of the sweep's parent run (long format: run_id,
+    metric, step, value), named by the run's tag lossbench.curves. Every number is kept; the cost
+    is that the MLflow UI draws no per-step chart, and a curve is read from that file
+    (harness.report.load.curves reads both kinds) instead of get_metric_history. It writes ~40 rows a run instead of
+    ~500: the SQLite store stays small and writing keeps up with a GPU.
+
+Two ways to write, same records:
+  * SQL stores (the default `sqlite:///mlflow.db`, PostgreSQL, MySQL): rows go into MLflow's own
+    tables (its SQLAlchemy models) in one transaction per batch of runs. MLflow's public client
+    costs ~50-70 ms per run here (a session and a commit per call); this costs well under 1 ms.
+    SQLite runs in WAL mode with synchronous=NORMAL: a killed process loses nothing committed.
+  * anything else (an `http://` tracking server, Databricks): MLflow's client, with the fewest
+    calls per run (create, one log_batch per 1000 values, log_inputs, log_text, terminate).
+
+Every name written (tags, params, metrics, artifacts) is defined in harness/schema.py, which the
+report reads too. The modules:
+  records.py  what a run's records are (tags, params, metric points, datasets, the curve table);
+              touches no store
+  sql.py      the bulk path for SQL stores
+  client.py   the MlflowClient path: the experiment, sweeps' parent runs, runs on other stores,
+              the Parquet curve files
+  Tracker     (here) picks the path and hands each module its part
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Sequence
+
+# the names harness/tracking.py had, for callers of the module it was
+from harness.schema import CURVES_TAG, HASH_TAG, KIND_TAG, PARENT_TAG, STATUS_TAG, SWEEP_TAG  # noqa: F401
+from harness.tracking import client as _client
+from harness.tracking import sql as _sql
+from harness.tracking.records import (DatasetRecord, build_record, config_yaml, curve_table,  # noqa: F401
+                                      dataset_records, flatten, point_to_curves, run_name, run_params)
+
+if TYPE_CHECKING:
+    from harness.engine import RunResult
+
+
+class Tracker:
+    """Writes sweeps and runs into one MLflow experiment."""
+
+    def __init__(self, uri: str, experiment: str):
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        from mlflow.tracking import MlflowClient
+
+        self.uri, self.experiment_name = uri, experiment
+        if uri.startswith("sqlite:///"):
+            _sql.sqlite_wal(uri)
+        self.client = MlflowClient(uri)
+        exp = _client.open_experiment(self.client, experiment)
+        self.experiment_id = exp.experiment_id
+        self.artifact_location = exp.artifact_location
+        self._sql = _sql.store_of(self.client)
+        self._dataset_cache: dict[str, list] = {}
+
+    @property
+    def bulk(self) -> bool:
+        """Whether runs go through the bulk SQL path (an SQL store)."""
+        return self._sql is not None
+
+    # -- sweeps ---------------------------------------------------------------------------
+    def start_sweep(self, sweep_id: str, params: dict[str, str], tags: dict[str, str],
+                    artifacts: dict[str, str]) -> str:
+        return _client.start_sweep(self.client, self.experiment_id, sweep_id, params, tags, artifacts)
+
+    def end_sweep(self, parent_id: str, status: str, tags: dict[str, str], metrics: dict[str, float]) -> None:
+        _client.end_sweep(self.client, parent_id, status, tags, metrics)
+
+    def log_artifact_dir(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(run_id, local_dir, artifact_path)
+
+    # -- runs -----------------------------------------------------------------------------
+    def write(self, results: Sequence["RunResult"], parent_id: str | None, sweep_id: str, *,
+              bulk: bool | None = None) -> list[str]:
+        """Writes finished runs; returns their MLflow run ids, in order. bulk: None (the store's
+        way: the SQL path on SQL stores), False (MLflow's client on any store), True (the SQL path)."""
+        if not results:
+            return []
+        if bulk is None:
+            bulk = self.bulk
+        elif bulk and not self.bulk:
+            raise ValueError(f"bulk writes need an SQL store, not {self.uri}")
+        in_metrics = results[0].spec.tracking.get("curves", "metrics") == "metrics"
+        records = [build_record(r, parent_id, sweep_id, in_metrics, self._datasets(r)) for r in results]
+        path = None
+        if not in_metrics:
+            owner = parent_id or records[0]["run_id"]
+            path = point_to_curves(records, owner)
+        if bulk:
+            _sql.write(self._sql, self.experiment_id, self.artifact_location, records, self.client)
+        else:
+            for rec in records:
+                _client.write_run(self.client, self.experiment_id, rec)
+        if path is not None:
+            _client.log_curves(self.client, owner, path, curve_table(results, [rec["run_id"] for rec in records]))
+        return [rec["run_id"] for rec in records]
+
+    def _datasets(self, result: "RunResult") -> list:
+        d = result.data
+        if d is None:
+            return []
+        if d.digest not in self._dataset_cache:
+            self._dataset_cache[d.digest] = dataset_records(result)
+        return self._dataset_cache[d.digest]

@@ -1,0 +1,142 @@
+"""The bulk path, for SQL stores (SQLite, PostgreSQL, MySQL): records go straight into MLflow's
+own tables (its SQLAlchemy models), one transaction per batch of runs, with the values MLflow's
+store would write (NaN as is_nan, +-inf as +-max float, latest_metrics at the highest step).
+config.yaml is written into the artifact folder when the artifact store is local, else through
+the client."""
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+from harness import schema as S
+from harness.tracking.records import DatasetRecord, config_yaml, sanitize, user
+
+
+def store_of(client):
+    """The client's SqlAlchemyStore, or None when the store is not an SQL database."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = client._tracking_client.store
+    return store if isinstance(store, SqlAlchemyStore) else None
+
+
+def write(store, experiment_id: str, artifact_location: str, records: list[dict[str, Any]], client) -> None:
+    """Writes the records (records.build_record) of a batch of runs in one transaction."""
+    from mlflow.store.tracking.dbmodels.models import (SqlDataset, SqlInput, SqlInputTag,
+                                                       SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag)
+    from sqlalchemy import select
+
+    eid = int(experiment_id)
+    owner, root = user(), artifact_location.rstrip("/")
+    runs, tags, params, metrics, latest, inputs, input_tags = [], [], [], [], [], [], []
+    datasets: dict[tuple[str, str], DatasetRecord] = {}
+    for rec in records:
+        rid, ts = rec["run_id"], rec["end"]
+        runs.append(dict(run_uuid=rid, name=rec["name"], source_type=S.SOURCE_TYPE, source_name="", entry_point_name="",
+                         user_id=owner, status="FINISHED", start_time=rec["start"], end_time=ts,
+                         source_version="", lifecycle_stage="active",
+                         artifact_uri=f"{root}/{rid}/artifacts", experiment_id=eid))
+        tags += [(k, v, rid) for k, v in rec["tags"].items()]
+        params += [(k, v[:8000], rid) for k, v in rec["params"].items()]
+        last: dict[str, tuple] = {}
+        for key, value, step in rec["points"]:
+            nan, value = sanitize(value)
+            metrics.append((key, value, ts, step, nan, rid))
+            if key not in last or step >= last[key][1]:
+                last[key] = (value, step, nan)
+        latest += [(k, v, ts, st, nan, rid) for k, (v, st, nan) in last.items()]
+        for d, ctx in rec["datasets"]:
+            datasets[(d.name, d.digest)] = d
+            iid = uuid.uuid4().hex
+            inputs.append([iid, "DATASET", (d.name, d.digest), "RUN", rid])
+            input_tags.append((iid, S.DATA_CONTEXT_TAG, ctx))
+    with store.ManagedSessionMaker() as session:
+        raw = None
+        if store.db_type == "sqlite":
+            # WAL (set on the file) + NORMAL: a commit survives a killed process, only a power
+            # cut can lose the last ones; a larger page cache: ~10% faster index updates
+            session.execute(_text("PRAGMA synchronous=NORMAL"))
+            session.execute(_text("PRAGMA cache_size=-65536"))
+            raw = session.connection().connection.driver_connection
+        known: dict[tuple[str, str], str] = {}
+        if datasets:
+            rows = session.execute(select(SqlDataset.name, SqlDataset.digest, SqlDataset.dataset_uuid).where(
+                SqlDataset.experiment_id == eid, SqlDataset.digest.in_([k[1] for k in datasets]))).all()
+            known = {(n, dg): u for n, dg, u in rows}
+            new = [dict(dataset_uuid=uuid.uuid4().hex, experiment_id=eid, name=d.name, digest=d.digest,
+                        dataset_source_type=d.source_type, dataset_source=d.source, dataset_schema=d.schema,
+                        dataset_profile=d.profile) for k, d in datasets.items() if k not in known]
+            known.update({(r["name"], r["digest"]): r["dataset_uuid"] for r in new})
+            _insert(session, SqlDataset, new)
+        for row in inputs:
+            row[2] = known[row[2]]
+        _insert(session, SqlRun, runs)
+        _bulk(session, raw, SqlTag, ("key", "value", "run_uuid"), tags)
+        _bulk(session, raw, SqlParam, ("key", "value", "run_uuid"), params)
+        cols = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
+        _bulk(session, raw, SqlMetric, cols, metrics)
+        _bulk(session, raw, SqlLatestMetric, cols, latest)
+        _bulk(session, raw, SqlInput, ("input_uuid", "source_type", "source_id", "destination_type", "destination_id"),
+              [tuple(r) for r in inputs])
+        _bulk(session, raw, SqlInputTag, ("input_uuid", "name", "value"), input_tags)
+    _write_artifacts(artifact_location, records, client)
+
+
+def _write_artifacts(artifact_location: str, records: list[dict[str, Any]], client) -> None:
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    for rec in records:
+        uri = f"{artifact_location.rstrip('/')}/{rec['run_id']}/artifacts"
+        repo = get_artifact_repository(uri)
+        text = config_yaml(rec["config"])
+        if isinstance(repo, LocalArtifactRepository):
+            os.makedirs(repo.artifact_dir, exist_ok=True)
+            with open(os.path.join(repo.artifact_dir, S.CONFIG_ARTIFACT), "w") as f:
+                f.write(text)
+        else:
+            client.log_text(rec["run_id"], text, S.CONFIG_ARTIFACT)
+
+
+def _bulk(session, raw, model, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Inserts rows (tuples in `columns` order) in the session's transaction: through the
+    sqlite3 driver's executemany when there is one (~1 us a row, against ~15 us through
+    SQLAlchemy's per-row parameter processing), else through SQLAlchemy Core."""
+    if not rows:
+        return
+    if raw is not None:
+        sql = f"INSERT INTO {model.__tablename__} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        raw.executemany(sql, rows)
+    else:
+        _insert(session, model, [dict(zip(columns, r)) for r in rows])
+
+
+def _insert(session, model, rows: list[dict]) -> None:
+    from sqlalchemy import insert
+
+    for i in range(0, len(rows), 20000):
+        if rows[i:i + 20000]:
+            session.execute(insert(model.__table__), rows[i:i + 20000])
+
+
+def _text(sql: str):
+    from sqlalchemy import text
+
+    return text(sql)
+
+
+def sqlite_wal(uri: str) -> None:
+    """Switches an SQLite store to WAL (persistent in the file): commits stop forcing a journal
+    rewrite, readers (mlflow ui, reports) never block the writer."""
+    import sqlite3
+
+    path = uri[len("sqlite:///"):]
+    if not path or path == ":memory:":
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    con = sqlite3.connect(path, timeout=30)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
