@@ -7,6 +7,13 @@ The flow (see README.md):
                                                                                    |
                                       report <-- long table <-- MLflow (parent + children)
 
+Where a new piece goes (README.md, "Where a new piece goes", says more):
+    loss      harness/losses/<family>.py (+ its LOSSES list), conf/loss/<name>.yaml
+    data set  harness/data/<module>.py (+ its DATASETS list), conf/dataset/<name>.yaml, datasets/<name>.md
+    task      harness/tasks/<name>.py (+ harness/tasks/__init__.py), its metrics in metric_table.py
+    study     experiments/<name>.yaml (found by hydra_plugins/lossbench/experiments.py)
+    check     harness/report/claims/<check>.py (+ its import in claims/__init__.py)
+
 Nothing heavy is imported here: `python -m harness.report` must not pay for torch, and
 `python -m harness` must not pay for matplotlib.
 """

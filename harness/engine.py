@@ -41,6 +41,7 @@ from harness.metrics import FAMILY_METRICS, Representation
 from harness.metric_table import FAMILIES
 from harness.models import MODELS
 from harness.optim import OPTIMIZERS
+from harness.schema import CONVERGED, DIVERGED
 from harness.spec import RunSpec, resolve_device
 from harness.tasks import TASKS
 
@@ -50,7 +51,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 @dataclass
 class RunResult:
     spec: RunSpec
-    status: str                                   # "converged" | "diverged"
+    status: str                                   # schema.CONVERGED | schema.DIVERGED
     diverged_step: int | None
     curves: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (steps, values)
     final: dict[str, float]
@@ -225,7 +226,7 @@ class _Stack:
                     final[name] = float("nan") if diverged else float(v[-1])
                 for name, arr in finals.items():
                     final[name] = float("nan") if diverged else float(arr[u, k])
-                out[i] = RunResult(self.specs[i], "diverged" if diverged else "converged", d if diverged else None,
+                out[i] = RunResult(self.specs[i], DIVERGED if diverged else CONVERGED, d if diverged else None,
                                    curves, final, seconds / len(self.specs), str(self.device), self.datas[u],
                                    {name: a[u, k] for name, a in params.items()} if params else None, artifacts)
         return out

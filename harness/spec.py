@@ -161,7 +161,9 @@ class RunSpec:
 
 def config_hash(config: Mapping[str, Any]) -> str:
     """sha1 of the canonical JSON of the config, without where it is tracked and the study notes."""
-    core = {k: v for k, v in config.items() if k not in ("tracking", "study")}
+    from harness.schema import NOT_PARAMS
+
+    core = {k: v for k, v in config.items() if k not in NOT_PARAMS}
     return hashlib.sha1(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from harness.metric_table import FAMILIES
+from harness.schema import DIVERGED
 from harness.report.claims.stats import t_ci95  # aggregate.t_ci95 stays a name here
 from harness.report.load import metric_columns, param_columns
 from harness.report.series import LOSS, SEED, series_name, value_text
@@ -86,7 +87,7 @@ def stats(df: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame
         keys = ["_all"]
     g = df.groupby(keys, dropna=False, sort=True)
     out = g.size().rename("n_runs").to_frame()
-    out["n_diverged"] = g["status"].agg(lambda s: int((s == "diverged").sum())) if "status" in df else 0
+    out["n_diverged"] = g["status"].agg(lambda s: int((s == DIVERGED).sum())) if "status" in df else 0
     for m in metrics:
         vals = df[m].where(np.isfinite(df[m].astype(float)))
         gm = vals.groupby([df[k] for k in keys], dropna=False, sort=True)

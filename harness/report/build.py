@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from harness.schema import DIVERGED
 
 from harness import schema as S
 from harness.report import aggregate as A
@@ -51,7 +52,8 @@ def build_report(uri: str = "sqlite:///mlflow.db", experiment: str = "lossbench"
     sources = dict(zip(runs["run_id"], runs["curves"])) if "curves" in runs else {}
     fetch = lambda ids, key: L.curves(client, ids, key, sources)
     plots.reset_colors()  # one colour per series across the report's figures
-    figs = make_figures(runs, folder, fetch) if len(runs) else []
+    artifact = lambda run_id, name: L.artifact_text(client, run_id, name)
+    figs = make_figures(runs, folder, fetch, artifact) if len(runs) else []
     verdicts = check_claims(runs, sw.study, folder)
     blocks = report_blocks(sw, runs, summ, figs, verdicts, folder)
     title = f"lossbench report — {experiment} / {sw.sweep_id}"
@@ -107,7 +109,7 @@ def results_table(summ: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd
 def report_blocks(sw: L.Sweep, runs: pd.DataFrame, summ: pd.DataFrame, figs: list[Figure],
                   verdicts: list[tuple[dict, C.Verdict]], folder: Path) -> list:
     n = len(runs)
-    n_div = int((runs["status"] == "diverged").sum()) if n else 0
+    n_div = int((runs["status"] == DIVERGED).sum()) if n else 0
     seeds = runs[A.SEED].nunique() if A.SEED in runs else 0
     swept = "; ".join(f"{S.swept_key(k)}={v}" for k, v in sorted(sw.params.items()) if S.swept_key(k) is not None)
     study = sw.study or {}

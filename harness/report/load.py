@@ -28,7 +28,7 @@ import pandas as pd
 
 from harness import schema as S
 from harness.errors import ConfigError
-from harness.metric_info import HIGHER_IS_BETTER
+from harness.metric_table import is_metric
 from harness.schema import KIND_TAG, PARENT_TAG, STUDY_TAG, SWEEP_TAG  # noqa: F401  (STUDY_TAG: report.build)
 
 # table column -> the tag it is read from
@@ -99,16 +99,21 @@ def find_sweep(client, uri: str, experiment: str, sweep: str | None = None) -> S
                  study=read_study(client, run.info.run_id))
 
 
+def artifact_text(client, run_id: str, name: str) -> str | None:
+    """The text of a run's artifact `name` (None when the run has none)."""
+    if name not in {a.path for a in client.list_artifacts(run_id)}:
+        return None
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file: no bar
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(client.download_artifacts(run_id, name, tmp)).read_text()
+
+
 def read_study(client, run_id: str) -> dict[str, Any] | None:
     """The parent's study.yaml (name, question, claims), or None when the sweep has none."""
     import yaml
 
-    if S.STUDY_ARTIFACT not in {a.path for a in client.list_artifacts(run_id)}:
-        return None
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file: no bar
-    with tempfile.TemporaryDirectory() as tmp:
-        path = client.download_artifacts(run_id, S.STUDY_ARTIFACT, tmp)
-        study = yaml.safe_load(Path(path).read_text())
+    text = artifact_text(client, run_id, S.STUDY_ARTIFACT)
+    study = yaml.safe_load(text) if text is not None else None
     return study if isinstance(study, dict) else None
 
 
@@ -137,7 +142,7 @@ def runs_table(client, sweep: Sweep, page: int = 1000) -> pd.DataFrame:
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
     """Final-metric columns: known metrics and any split-prefixed name (`test/...`, `train/...`)."""
-    return [c for c in df.columns if c in HIGHER_IS_BETTER or "/" in c]
+    return [c for c in df.columns if is_metric(c)]
 
 
 def param_columns(df: pd.DataFrame) -> list[str]:

@@ -42,12 +42,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Sequence
 
-# the names harness/tracking.py had, for callers of the module it was
-from harness.schema import CURVES_TAG, HASH_TAG, KIND_TAG, PARENT_TAG, STATUS_TAG, SWEEP_TAG  # noqa: F401
 from harness.tracking import client as _client
 from harness.tracking import sql as _sql
-from harness.tracking.records import (DatasetRecord, build_record, config_yaml, curve_table,  # noqa: F401
-                                      dataset_records, flatten, point_to_curves, run_name, run_params)
+from harness.tracking.records import build_record, curve_table, dataset_records, point_to_curves
 
 if TYPE_CHECKING:
     from harness.engine import RunResult
@@ -60,7 +57,7 @@ class Tracker:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         from mlflow.tracking import MlflowClient
 
-        self.uri, self.experiment_name = uri, experiment
+        self.uri = uri
         if uri.startswith("sqlite:///"):
             _sql.sqlite_wal(uri)
         self.client = MlflowClient(uri)
@@ -82,9 +79,6 @@ class Tracker:
 
     def end_sweep(self, parent_id: str, status: str, tags: dict[str, str], metrics: dict[str, float]) -> None:
         _client.end_sweep(self.client, parent_id, status, tags, metrics)
-
-    def log_artifact_dir(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
-        self.client.log_artifacts(run_id, local_dir, artifact_path)
 
     # -- runs -----------------------------------------------------------------------------
     def write(self, results: Sequence["RunResult"], parent_id: str | None, sweep_id: str, *,

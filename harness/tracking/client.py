@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from harness import schema as S
-from harness.tracking.records import config_yaml, sweep_tags
+from harness.tracking.records import sweep_tags
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,7 +69,8 @@ def write_run(client, experiment_id: str, rec: dict[str, Any]) -> None:
                            [InputTag(S.DATA_CONTEXT_TAG, ctx)]) for d, ctx in rec["datasets"]]
     if inputs:
         c.log_inputs(rid, datasets=inputs)
-    c.log_text(rid, config_yaml(rec["config"]), S.CONFIG_ARTIFACT)
+    for name, text in rec["files"].items():
+        c.log_text(rid, text, name)
     c.set_terminated(rid, "FINISHED", end_time=rec["end"])
 
 

@@ -2,8 +2,9 @@
 paths (sql.py, client.py) write the dicts of `build_record`; names come from harness/schema.py.
 
 A record: run_id (a fresh hex id; the client path replaces it by the server's), name, tags, params,
-points (metric, value, step), config (the resolved config, for config.yaml), start and end (ms),
-datasets (DatasetRecord, context) pairs.
+points (metric, value, step), config (the resolved config), files (artifact name -> text:
+config.yaml and what the run's task records, harness/tasks/: Task.artifacts), start and end
+(ms), datasets (DatasetRecord, context) pairs.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from harness import schema as S
-from harness.schema import flatten, run_params  # noqa: F401  (the param naming, re-exported)
+from harness.schema import run_params
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,6 +99,7 @@ def build_record(r: "RunResult", parent_id: str | None, sweep_id: str, in_metric
     end = int(time.time() * 1000)
     return dict(run_id=uuid.uuid4().hex, name=tags[S.RUN_NAME_TAG], tags=tags,
                 params=run_params(config), points=points, config=config,
+                files={S.CONFIG_ARTIFACT: config_yaml(config), **r.artifacts},
                 start=end - int(r.seconds * 1000), end=end, datasets=datasets)
 
 

@@ -1,8 +1,8 @@
 """The bulk path, for SQL stores (SQLite, PostgreSQL, MySQL): records go straight into MLflow's
 own tables (its SQLAlchemy models), one transaction per batch of runs, with the values MLflow's
 store would write (NaN as is_nan, +-inf as +-max float, latest_metrics at the highest step).
-config.yaml is written into the artifact folder when the artifact store is local, else through
-the client."""
+A run's files (config.yaml, its task's artifacts) are written into the artifact folder when the
+artifact store is local, else through the client."""
 from __future__ import annotations
 
 import os
@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 from harness import schema as S
-from harness.tracking.records import DatasetRecord, config_yaml, sanitize, user
+from harness.tracking.records import DatasetRecord, sanitize, user
 
 
 def store_of(client):
@@ -90,13 +90,15 @@ def _write_artifacts(artifact_location: str, records: list[dict[str, Any]], clie
     for rec in records:
         uri = f"{artifact_location.rstrip('/')}/{rec['run_id']}/artifacts"
         repo = get_artifact_repository(uri)
-        text = config_yaml(rec["config"])
-        if isinstance(repo, LocalArtifactRepository):
+        local = isinstance(repo, LocalArtifactRepository)
+        if local:
             os.makedirs(repo.artifact_dir, exist_ok=True)
-            with open(os.path.join(repo.artifact_dir, S.CONFIG_ARTIFACT), "w") as f:
-                f.write(text)
-        else:
-            client.log_text(rec["run_id"], text, S.CONFIG_ARTIFACT)
+        for name, text in rec["files"].items():
+            if local:
+                with open(os.path.join(repo.artifact_dir, name), "w") as f:
+                    f.write(text)
+            else:
+                client.log_text(rec["run_id"], text, name)
 
 
 def _bulk(session, raw, model, columns: tuple[str, ...], rows: list[tuple]) -> None:

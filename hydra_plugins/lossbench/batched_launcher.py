@@ -117,7 +117,9 @@ class _progress:
             self.bar = tqdm(total=total, unit="run", desc="sweep", dynamic_ncols=True, file=sys.stderr)
 
     def update(self, results):
-        self.diverged += sum(r.status == "diverged" for r in results)
+        from harness.schema import DIVERGED
+
+        self.diverged += sum(r.status == DIVERGED for r in results)
         if self.bar is not None:
             self.bar.set_postfix(diverged=self.diverged, refresh=False)
             self.bar.update(len(results))

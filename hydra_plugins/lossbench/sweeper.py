@@ -50,6 +50,7 @@ class LossbenchSweeper(BasicSweeper):
         self.report = report
 
     def sweep(self, arguments: List[str]) -> Any:
+        from harness import schema as S
         from harness.compose import FastComposer
         from harness.errors import ConfigError
         from harness.spec import build_spec
@@ -93,13 +94,13 @@ class LossbenchSweeper(BasicSweeper):
         swept = {}
         for o in parser.parse_overrides(lines):
             key = o.key_or_group.replace("/", ".")  # no +, ~ or @package: MLflow allows [\w./ -] in names
-            swept[f"sweep.{key}"] = ",".join(o.sweep_string_iterator()) if o.is_sweep_override() else o.get_value_element_as_str()
+            swept[S.sweep_param(key)] = ",".join(o.sweep_string_iterator()) if o.is_sweep_override() else o.get_value_element_as_str()
         study = specs[0].study or {}
-        params = {**swept, "sweep.n_runs": str(len(jobs)), "sweep.launcher": _launcher_name(self.config)}
-        tags = {"lossbench.study": str(study.get("name", ""))} if study else {}
-        artifacts = {"multirun.yaml": OmegaConf.to_yaml(self.config)}
+        params = {**swept, S.N_RUNS_PARAM: str(len(jobs)), S.LAUNCHER_PARAM: _launcher_name(self.config)}
+        tags = {S.STUDY_TAG: str(study.get("name", ""))} if study else {}
+        artifacts = {S.MULTIRUN_ARTIFACT: OmegaConf.to_yaml(self.config)}
         if study:
-            artifacts["study.yaml"] = OmegaConf.to_yaml(OmegaConf.create(study))
+            artifacts[S.STUDY_ARTIFACT] = OmegaConf.to_yaml(OmegaConf.create(study))
         with timing.phase("track"):
             parent = tracker.start_sweep(sweep_id, params, tags, artifacts)
         ctx = SweepContext(sweep_id, parent, tracker, specs={tuple(job): s for job, s in zip(jobs, specs)})
@@ -121,14 +122,14 @@ class LossbenchSweeper(BasicSweeper):
             raise
         finally:
             done = [r for batch in returns for r in batch if r.status == JobStatus.COMPLETED]
-            diverged = sum(1 for r in done if isinstance(r._return_value, dict) and r._return_value.get("status") == "diverged")
+            diverged = sum(1 for r in done if isinstance(r._return_value, dict) and r._return_value.get("status") == S.DIVERGED)
             failed = sum(1 for batch in returns for r in batch if r.status != JobStatus.COMPLETED)
             if failed:
                 status = "FAILED"
             with timing.phase("track"):
-                tracker.end_sweep(parent, status, {"lossbench.sweep_status": status.lower()},
-                                  {"sweep/runs": len(done), "sweep/diverged": diverged, "sweep/failed": failed,
-                                   "sweep/seconds": time.perf_counter() - t0})
+                tracker.end_sweep(parent, status, {S.SWEEP_STATUS_TAG: status.lower()},
+                                  {S.SWEEP_RUNS: len(done), S.SWEEP_DIVERGED: diverged, S.SWEEP_FAILED: failed,
+                                   S.SWEEP_SECONDS: time.perf_counter() - t0})
         for batch in returns:
             for r in batch:
                 _ = r.return_value  # re-raise a failed job's exception, as Hydra's sweeper does
