@@ -70,6 +70,8 @@ _METRICS = [
     Metric("test/mae", "test MAE (target units)", False, POSITIVE, curve=True),
     Metric("test/r2", "test R²", True, (None, 1.0), curve=True),
     Metric("param_error", "‖ŵ − w*‖₂ (weight error)", False, POSITIVE, curve=True),
+    # counts
+    Metric("test/poisson_deviance", "test mean Poisson deviance", False, POSITIVE, curve=True),
     # classification
     Metric("test/accuracy", "test accuracy (fraction)", True, FRACTION, curve=True),
     Metric("test/precision", "test precision (fraction)", True, FRACTION),
@@ -96,6 +98,7 @@ _CLASSES = ("test/accuracy", "test/precision", "test/recall", "test/f1")
 
 _FAMILIES = [
     Family("regression", "test/rmse", ("test/rmse", "test/mae", "test/r2"), ("param_error",)),
+    Family("count", "test/poisson_deviance", ("test/poisson_deviance", "test/rmse", "test/mae"), ("param_error",)),
     Family("binary", "test/accuracy", _CLASSES + ("test/roc_auc", "test/log_loss", "test/ece")),
     Family("multiclass", "test/accuracy", _CLASSES + ("test/log_loss", "test/ece"), RETRIEVAL, "hidden layer"),
     Family("distribution", "test/kl", ("test/kl", "test/accuracy")),

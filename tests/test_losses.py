@@ -85,6 +85,9 @@ REFERENCES.update({
     "mae_prob": (_multi_inputs, {}, lambda o, y: (torch.softmax(o, -1) - _onehot(y, o)).abs().sum(-1)),
     "gce": (_multi_inputs, {"q": 0.7}, lambda o, y: (1 - (torch.softmax(o, -1) * _onehot(y, o)).sum(-1) ** 0.7) / 0.7),
     "kl": (_soft_inputs, {}, lambda o, p: (p * (torch.log(p) - torch.log_softmax(o, -1))).sum(-1)),
+    # Poisson NLL with the log link, up to log y!: mu - y log mu, mu = exp(f)
+    "poisson": (lambda: (torch.randn(U, K, N, dtype=torch.float64), torch.poisson(torch.full((U, 1, N), 3.0, dtype=torch.float64))),
+                {}, lambda o, y: torch.exp(o) - y * o),
 })
 # losses whose value is not one number per example of (out, target): tested below, one by one
 SPECIAL = {"triplet", "contrastive", "custom"}

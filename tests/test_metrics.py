@@ -90,6 +90,20 @@ def test_density_metrics_by_quadrature_and_likelihood():
     assert np.isclose(got["test/nll"][0, 0], -norm.logpdf(x.numpy(), 0.5, 1.5).mean())
 
 
+def test_count_metrics_match_sklearn():
+    """Mean Poisson deviance of mu = exp(out) (the log link), and RMSE / MAE of mu, in counts."""
+    U, K, n = 2, 3, 60
+    out = torch.randn(U, K, n, generator=g, dtype=torch.float64)
+    y = torch.poisson(torch.full((U, 1, n), 2.0, dtype=torch.float64), generator=g)
+    got = M.FAMILY_METRICS.get("count").curve(out, M.EvalData(None, y, None, None))
+    for u in range(U):
+        for k in range(K):
+            mu, t = out[u, k].exp().numpy(), y[u, 0].numpy()
+            assert np.isclose(got["test/poisson_deviance"][u, k], skm.mean_poisson_deviance(t, mu))
+            assert np.isclose(got["test/rmse"][u, k], np.sqrt(skm.mean_squared_error(t, mu)))
+            assert np.isclose(got["test/mae"][u, k], skm.mean_absolute_error(t, mu))
+
+
 # ------------------------------------------------- the metric table and what is computed
 
 def _one_run(*overrides):
@@ -105,6 +119,8 @@ def _one_run(*overrides):
 FAMILY_RUNS = {
     ("regression", True): ("dataset=linear",),
     ("regression", False): ("dataset=diabetes",),
+    ("count", True): ("dataset=counts", "loss=poisson"),
+    ("count", False): ("dataset=rwm1984", "loss=poisson"),
     ("binary", False): ("dataset=breast_cancer", "loss=bce"),
     ("multiclass", False): ("dataset=iris", "loss=cross_entropy"),
     ("multiclass", True): ("dataset=iris", "loss=cross_entropy", "model=mlp", "model.width=8"),

@@ -12,9 +12,9 @@ from harness.registry import Registry
 
 DATASETS: Registry[type[Dataset]] = Registry("dataset")
 
-from harness.data import files, openml, public, synthetic  # noqa: E402
+from harness.data import counts, files, openml, public, synthetic  # noqa: E402
 
-for _m in (synthetic, public, files, openml):
+for _m in (synthetic, public, counts, files, openml):
     for _cls in _m.DATASETS:
         DATASETS.add(_cls.name, _cls)
 

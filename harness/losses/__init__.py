@@ -10,9 +10,9 @@ from harness.registry import Registry
 
 LOSSES: Registry[type[Loss]] = Registry("loss")
 
-from harness.losses import classification, custom, distribution, regression, similarity  # noqa: E402
+from harness.losses import classification, count, custom, distribution, regression, similarity  # noqa: E402
 
-for _m in (regression, classification, distribution, similarity, custom):
+for _m in (regression, classification, count, distribution, similarity, custom):
     for _cls in _m.LOSSES:
         LOSSES.add(_cls.name, _cls)
 

@@ -7,9 +7,9 @@ from harness.tasks.base import LABEL_NOISE, OUTLIER_RATIO, Targets, Task, check_
 
 TASKS: Registry[Task] = Registry("task")
 
-from harness.tasks import classification, density, distribution, regression  # noqa: E402
+from harness.tasks import classification, count, density, distribution, regression  # noqa: E402
 
-for _m in (regression, classification, distribution, density):
+for _m in (regression, classification, count, distribution, density):
     for _cls in _m.TASKS:
         TASKS.add(_cls.name, _cls())
 
