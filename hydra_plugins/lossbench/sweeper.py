@@ -50,31 +50,42 @@ class LossbenchSweeper(BasicSweeper):
         self.report = report
 
     def sweep(self, arguments: List[str]) -> Any:
-        from harness import schema as S
-        from harness.compose import FastComposer
-        from harness.errors import ConfigError
-        from harness.spec import build_spec
-        from harness.sweep import SweepContext, new_sweep_id, tracker_for
-
+        """Validate every job, open the parent run, launch, close the parent, report."""
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         t0 = time.perf_counter()
         lines = self._parse_config() + list(arguments)
+        jobs, specs = self._validate(lines, t0)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        ctx = self._start(lines, jobs, specs)
+        returns, done, diverged = self._launch(ctx, jobs, t0)
+        for batch in returns:
+            for r in batch:
+                _ = r.return_value  # re-raise a failed job's exception, as Hydra's sweeper does
+        print(f"sweep {ctx.sweep_id} done: {done} runs ({diverged} diverged) in {time.perf_counter() - t0:.1f} s",
+              file=sys.stderr)
+        self._finish(specs[0], ctx)
+        _write_timing(sweep_dir, len(jobs))
+        return returns
+
+    def _validate(self, lines: List[str], t0: float):
+        """(jobs, specs): the grid's jobs (each without the options its choices lack) and their
+        validated RunSpecs; a bad value anywhere is one line and exit status 2."""
+        from harness import conditional, timing
+        from harness.compose import FastComposer
+        from harness.errors import ConfigError
+        from harness.spec import build_spec
+
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         jobs = [job for batch in self.split_arguments(parser.parse_overrides(lines), None) for job in batch]
-        from harness import conditional
-
         defaults = _choices(self.config)
         n_grid, jobs = len(jobs), conditional.prune(jobs, defaults)  # loss.delta only for the losses that have it
-
-        from harness import timing
-
         composer = FastComposer(self.hydra_context.config_loader, self.config)
-        specs = []
         try:
             conditional.check(jobs, defaults)
             with timing.phase("compose"):  # includes loading each distinct data set once (phase "data")
-                for job in jobs:
-                    specs.append(build_spec(composer.task_config(job), tuple(job)))
+                specs = [build_spec(composer.task_config(job), tuple(job)) for job in jobs]
             where = {(s.tracking["uri"], s.tracking["experiment"]) for s in specs}
             if len(where) > 1:
                 raise ConfigError("tracking.experiment", sorted(where)[1][1], "one tracking.uri and experiment per sweep")
@@ -83,16 +94,20 @@ class LossbenchSweeper(BasicSweeper):
             sys.exit(2)
         log.info(f"validated {len(jobs)} jobs in {time.perf_counter() - t0:.2f} s"
                  + (f" ({n_grid - len(jobs)} grid points repeat a job: options of a choice that lacks them)" if n_grid > len(jobs) else ""))
+        return jobs, specs
 
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+    def _start(self, lines: List[str], jobs, specs):
+        """The parent run (the swept values as params, the study as an artifact) and the sweep's
+        context, handed to a launcher that takes it."""
+        from harness import schema as S
+        from harness import timing
+        from harness.sweep import SweepContext, new_sweep_id, tracker_for
 
         with timing.phase("track"):
             tracker = tracker_for(specs[0])
         sweep_id = new_sweep_id()
         swept = {}
-        for o in parser.parse_overrides(lines):
+        for o in OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(lines):
             key = o.key_or_group.replace("/", ".")  # no +, ~ or @package: MLflow allows [\w./ -] in names
             swept[S.sweep_param(key)] = ",".join(o.sweep_string_iterator()) if o.is_sweep_override() else o.get_value_element_as_str()
         study = specs[0].study or {}
@@ -109,6 +124,13 @@ class LossbenchSweeper(BasicSweeper):
             bind(ctx)
         print(f"sweep {sweep_id}: {len(jobs)} runs -> MLflow {specs[0].tracking['uri']} "
               f"experiment {specs[0].tracking['experiment']!r}, parent run {parent}", file=sys.stderr)
+        return ctx
+
+    def _launch(self, ctx, jobs, t0: float):
+        """Launches the jobs (in chunks of max_batch_size) and closes the parent run with the
+        counts, whatever happens: (returns, runs done, runs diverged)."""
+        from harness import schema as S
+        from harness import timing
 
         status, returns = "FAILED", []
         try:
@@ -127,27 +149,24 @@ class LossbenchSweeper(BasicSweeper):
             if failed:
                 status = "FAILED"
             with timing.phase("track"):
-                tracker.end_sweep(parent, status, {S.SWEEP_STATUS_TAG: status.lower()},
-                                  {S.SWEEP_RUNS: len(done), S.SWEEP_DIVERGED: diverged, S.SWEEP_FAILED: failed,
-                                   S.SWEEP_SECONDS: time.perf_counter() - t0})
-        for batch in returns:
-            for r in batch:
-                _ = r.return_value  # re-raise a failed job's exception, as Hydra's sweeper does
-        uri, experiment = specs[0].tracking["uri"], specs[0].tracking["experiment"]
-        print(f"sweep {sweep_id} done: {len(done)} runs ({diverged} diverged) in {time.perf_counter() - t0:.1f} s",
-              file=sys.stderr)
+                ctx.tracker.end_sweep(ctx.parent, status, {S.SWEEP_STATUS_TAG: status.lower()},
+                                      {S.SWEEP_RUNS: len(done), S.SWEEP_DIVERGED: diverged, S.SWEEP_FAILED: failed,
+                                       S.SWEEP_SECONDS: time.perf_counter() - t0})
+        return returns, len(done), diverged
+
+    def _finish(self, spec, ctx) -> None:
+        """The report (studies) or the command that builds it, and the command that opens MLflow."""
+        uri, experiment = spec.tracking["uri"], spec.tracking["experiment"]
         if self.report:
             from harness import timing
             from harness.report import build_report
 
             with timing.phase("report"):
-                folder = build_report(uri, experiment, sweep=parent)
+                folder = build_report(uri, experiment, sweep=ctx.parent)
             print(f"report: {Path(folder) / 'index.html'}", file=sys.stderr)
         else:
             print(f"report: python -m harness.report tracking.uri={uri} tracking.experiment={experiment}", file=sys.stderr)
         print(f"runs and curves: {_ui_command(uri)}", file=sys.stderr)
-        _write_timing(sweep_dir, len(jobs))
-        return returns
 
 
 def _ui_command(uri: str) -> str:
