@@ -137,7 +137,10 @@ def runs_table(client, sweep: Sweep, page: int = 1000) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=None if rows else ID_COLUMNS)
     for c in param_columns(df):
         df[c] = _typed(df[c])
-    return df.sort_values("run_id", kind="stable").reset_index(drop=True)
+    # a fixed order (the config hash is the run's identity; run ids are random): the bootstrap
+    # CIs of the claims resample rows by position, so a rerun of a sweep must give the same table
+    order = [c for c in ("config_hash", "run_id") if c in df]
+    return df.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
