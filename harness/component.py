@@ -5,7 +5,8 @@ config section into a normalized, typed dict.
 Each fact has one home:
   * the *defaults* are the YAML files the user reads and overrides: `conf/<group>/<name>.yaml`
     for a component of a config group (`conf/loss/huber.yaml`: `delta: 1.0`), the section of
-    `conf/config.yaml` for the spec's own sections (`train:`, `outliers:`, ...);
+    `conf/config.yaml` for the spec's own sections (`train:`, `outliers:`, ...) and for keys that
+    every option of a group shares (`optimizer:` `schedule: constant`, merged into each optimizer);
   * the *types* and *ranges* are Python: `schema` maps each key to its type, `check()` tests
     the values.
 Hydra composes full sections from the YAML; `normalize` fills a key missing from a section
@@ -40,8 +41,9 @@ def group_defaults(group: str, name: str) -> dict[str, Any]:
 
 
 def section_defaults(key: str) -> dict[str, Any]:
-    """The defaults of a section of conf/config.yaml (`train`, `outliers`, ...)."""
-    return dict(_yaml(str(CONF / "config.yaml")).get(key) or {})
+    """The defaults of a section of conf/config.yaml (`train`, `outliers`, ...); {} without one."""
+    path = CONF / "config.yaml"
+    return dict(_yaml(str(path)).get(key) or {}) if path.is_file() else {}
 
 
 def coerce(key: str, value: Any, kind: Any) -> Any:
@@ -83,7 +85,9 @@ class Component:
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return group_defaults(cls.group, cls.name)
+        """conf/<group>/<name>.yaml, and the keys every option of the group shares, which
+        conf/config.yaml holds under the group's name (the optimizers' schedule)."""
+        return {**section_defaults(cls.group), **group_defaults(cls.group, cls.name)}
 
     @classmethod
     def normalize(cls, section: Mapping[str, Any], group: str) -> dict[str, Any]:

@@ -26,14 +26,13 @@ GROUPS = ("loss", "dataset", "model", "optimizer")
 
 @lru_cache(maxsize=None)
 def option_keys(group: str, choice: str) -> frozenset[str] | None:
-    """The top-level keys of conf/<group>/<choice>.yaml (None: no such file)."""
-    from omegaconf import OmegaConf
+    """The top-level keys of conf/<group>/<choice>.yaml and those every option of the group
+    shares (conf/config.yaml's section of the group's name); None: no such file."""
+    from harness.component import group_defaults, section_defaults
 
-    path = CONF / group / f"{choice}.yaml"
-    if not path.is_file():
+    if not (CONF / group / f"{choice}.yaml").is_file():
         return None
-    node = OmegaConf.load(path)
-    return frozenset(str(k) for k in node.keys()) if hasattr(node, "keys") else frozenset()
+    return frozenset({"name", *group_defaults(group, choice), *section_defaults(group)})
 
 
 def split(line: str) -> tuple[str, str, str]:

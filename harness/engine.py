@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from harness import extras
 from harness import layout as L
 from harness.data import Prepared, load
 from harness.heads import HEADS
@@ -40,7 +41,7 @@ from harness.losses import loss_class
 from harness.metrics import FAMILY_METRICS, Representation
 from harness.metric_table import FAMILIES
 from harness.models import MODELS
-from harness.optim import OPTIMIZERS
+from harness.optim import OPTIMIZERS, schedule_factors
 from harness.schema import CONVERGED, DIVERGED
 from harness.spec import RunSpec, resolve_device
 from harness.tasks import TASKS
@@ -73,7 +74,7 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False, sync_check: bool 
             loss, obj, grads, gnorm = st.step(s)
             st.evaluate(s, loss, obj, gnorm)
             if s < st.steps:
-                st.opt.step(st.params, grads, st.lr, st.alive, s + 1)
+                st.opt.step(st.params, grads, st.lr_at(s), st.alive, s + 1)
     finals = st.finals()
     if st.device.type == "cuda":
         torch.cuda.synchronize()
@@ -115,7 +116,13 @@ class _Stack:
         self.model = MODELS.get(first.model["name"])(first.model, first.n_features, first.out_dim, self.head.zero_start)
         self.params = self.model.init(np.vectorize(lambda i: specs[i].seed)(lay.run_at), device, dtype, self.datas)
         self.opt = OPTIMIZERS.get(first.optimizer["name"])(first.optimizer)
-        self.lr = L.per_run(specs, lay, lambda s: s.optimizer["lr"], device, dtype)
+        edges = {u: d.lr_edge for u, d in enumerate(self.datas)}     # lr_unit=edge: lr in units of lr*
+        unit = lambda u, s: edges[u] if s.optimizer["lr_unit"] == "edge" else 1.0
+        self.lr = torch.tensor([[specs[i].optimizer["lr"] * unit(u, specs[i]) for i in row] for u, row in enumerate(lay.run_at)],
+                               dtype=dtype, device=device)
+        factors = schedule_factors(np.array([[specs[i].optimizer for i in row] for row in lay.run_at], dtype=object),
+                                   self.steps)
+        self.lr_factors = None if factors is None else torch.as_tensor(factors, device=device, dtype=dtype)
         reg = lambda kind: (lambda s: s.regularization["weight"] * (s.regularization["kind"] == kind))
         self.l1, self.l2 = (L.per_run(specs, lay, reg(k), device, dtype) for k in ("l1", "l2"))
         n = self.data.X.shape[1]
@@ -140,6 +147,10 @@ class _Stack:
         self.died = torch.full((lay.U, lay.K), self.steps + 1, dtype=torch.long, device=device)
         self.threshold = self.out_te = None
         self.names = list(self.params)
+
+    def lr_at(self, s: int) -> torch.Tensor:
+        """Every run's learning rate at step s, [U, K] (harness/optim.py: schedules)."""
+        return self.lr if self.lr_factors is None else self.lr * self.lr_factors[s]
 
     def _stack(self, arrays) -> torch.Tensor:
         return torch.as_tensor(np.stack(arrays), device=self.device, dtype=self.dtype)
@@ -189,6 +200,9 @@ class _Stack:
                 vals["test/loss"] = self.loss_fn(out, self.data.test_batch, self.lparams)
             if self.w_true is not None:
                 vals["param_error"] = (self.model.linear_weights(self.params) * self.w_unscale - self.w_true).norm(dim=-1)
+            if self.specs[0].train["eval_train"]:
+                tr = self.metrics.curve(self.forward(self.data.X, self.Xt), self.data.train_ev)
+                vals.update({"train/" + k.split("/", 1)[1]: v for k, v in tr.items() if k.startswith("test/")})
             for k, v in vals.items():
                 self.evals.setdefault(k, self._nan(len(self.eval_steps)))[self.eval_pos[s]] = v
 
@@ -202,10 +216,12 @@ class _Stack:
                 feats = rep(ev.X)
                 if feats is not None:
                     ev.rep = Representation(feats, rep(self.data.X), self.data.y)
-            return self.metrics.final(self.out_te, ev)
+            out = self.metrics.final(self.out_te, ev)
+        return {**out, **extras.final(self)}
 
     def collect(self, finals: dict[str, np.ndarray], seconds: float, keep_params: bool) -> list[RunResult]:
         """One RunResult per spec, in order: curves (NaN after a run stopped), final values."""
+        facts = extras.facts(self)            # data facts: recorded for diverged runs too
         died = self.died.cpu().numpy()
         host = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in {**self.curves, **self.evals}.items()}
         ls, es = np.array(self.log_steps), np.array(self.eval_steps)
@@ -226,6 +242,7 @@ class _Stack:
                     final[name] = float("nan") if diverged else float(v[-1])
                 for name, arr in finals.items():
                     final[name] = float("nan") if diverged else float(arr[u, k])
+                final.update({name: float(arr[u, k]) for name, arr in facts.items()})
                 out[i] = RunResult(self.specs[i], DIVERGED if diverged else CONVERGED, d if diverged else None,
                                    curves, final, seconds / len(self.specs), str(self.device), self.datas[u],
                                    {name: a[u, k] for name, a in params.items()} if params else None, artifacts)

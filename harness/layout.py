@@ -96,6 +96,7 @@ class DeviceData:
     ev: M.EvalData
     test_batch: Batch
     const: dict[str, Any]
+    train_ev: M.EvalData          # the training split for the metrics (train.eval_train)
 
     @classmethod
     def of(cls, datas: list, task, loss_cls, device, dtype) -> "DeviceData":
@@ -105,9 +106,10 @@ class DeviceData:
 
         X, Xte = stack([d.X_train for d in datas]), stack([d.X_test for d in datas])
         t = task.targets(datas, loss_cls, stack)
-        ev = M.EvalData(Xte, t.test[:, None], stack([[[d.y_center]] for d in datas]),
-                        stack([[[d.y_scale]] for d in datas]), dict(t.const))
-        return cls(X, t.train[:, None], ev, Batch(t.test_loss[:, None], dict(t.const)), t.const)
+        center, scale = stack([[[d.y_center]] for d in datas]), stack([[[d.y_scale]] for d in datas])
+        ev = M.EvalData(Xte, t.test[:, None], center, scale, dict(t.const))
+        train_ev = M.EvalData(X, (t.train if t.train_eval is None else t.train_eval)[:, None], center, scale, dict(t.const))
+        return cls(X, t.train[:, None], ev, Batch(t.test_loss[:, None], dict(t.const)), t.const, train_ev)
 
     def batch(self, idx: torch.Tensor | None, draws: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Batch]:
         """The full training split (idx None) or the rows idx [U, b] of each group."""

@@ -70,16 +70,21 @@ _METRICS = [
     Metric("test/mae", "test MAE (target units)", False, POSITIVE, curve=True),
     Metric("test/r2", "test R²", True, (None, 1.0), curve=True),
     Metric("param_error", "‖ŵ − w*‖₂ (weight error)", False, POSITIVE, curve=True),
+    # beside the families (harness/extras.py)
+    Metric("data/lr_edge", "stability edge lr* = 2/λmax of GD on MSE (linear model)", None, POSITIVE),
+    Metric("support_f1", "support F1 of ŵ against w* (|ŵⱼ| > 0.1 max|ŵ|)", True, FRACTION),
+    Metric("opt/distance", "‖θ − θ*‖₂, distance to the exact optimum", False, POSITIVE),
+    Metric("opt/gap", "J(θ) − J(θ*), objective gap to the exact optimum", False, POSITIVE),
     # counts
     Metric("test/poisson_deviance", "test mean Poisson deviance", False, POSITIVE, curve=True),
     # classification
     Metric("test/accuracy", "test accuracy (fraction)", True, FRACTION, curve=True),
-    Metric("test/precision", "test precision (fraction)", True, FRACTION),
-    Metric("test/recall", "test recall (fraction)", True, FRACTION),
-    Metric("test/f1", "test F1", True, FRACTION),
+    Metric("test/precision", "test precision (fraction)", True, FRACTION, curve=True),
+    Metric("test/recall", "test recall (fraction)", True, FRACTION, curve=True),
+    Metric("test/f1", "test F1", True, FRACTION, curve=True),
     Metric("test/roc_auc", "test ROC AUC", True, FRACTION),
-    Metric("test/log_loss", "test log loss (nats)", False, POSITIVE),
-    Metric("test/ece", "test expected calibration error (fraction)", False, FRACTION),
+    Metric("test/log_loss", "test log loss (nats)", False, POSITIVE, curve=True),
+    Metric("test/ece", "test expected calibration error (fraction)", False, FRACTION, curve=True),
     # distributions and densities
     Metric("test/kl", "test KL(p‖q) (nats)", False, POSITIVE, curve=True),
     Metric("test/reverse_kl", "test KL(q‖p) (nats)", False, POSITIVE, curve=True),
@@ -125,8 +130,16 @@ class FamilyMetrics:
 
 
 def metric(name: str) -> Metric:
-    """The metric of that name; an unknown one (a user's custom metric) gets a bare entry."""
-    return METRICS.get(name) or Metric(name, name)
+    """The metric of that name: a known one, a test metric on the training split
+    (`train/rmse`, train.eval_train: as `test/rmse`, on the training rows), or a bare entry for
+    an unknown one (a user's custom metric)."""
+    if name in METRICS:
+        return METRICS[name]
+    split, _, rest = name.partition("/")
+    test = METRICS.get(f"test/{rest}") if split == "train" else None
+    if test is not None:
+        return Metric(name, test.label.replace("test ", "training ", 1), test.higher_is_better, test.bounds, test.curve)
+    return Metric(name, name)
 
 
 def higher_is_better(name: str) -> bool | None:

@@ -30,6 +30,7 @@ class Model(Component):
     # heads this model can produce (harness/heads.py)
     heads: ClassVar[frozenset[str]] = frozenset({"value", "logit", "logits", "embedding"})  # not density
     penalized: ClassVar[tuple[str, ...]] = ()  # parameter names the regularization applies to
+    linear: ClassVar[bool] = False
 
     def __init__(self, section: dict, in_dim: int, out_dim: int, zero_start: bool = True):
         """`zero_start`: the head allows starting at zero (harness/heads.py)."""
@@ -86,6 +87,7 @@ class Linear(Model):
     name = "linear"
     schema = {"embed_dim": int}
     penalized = ("W",)
+    linear = True      # a linear map: its training problem is convex for a convex loss
 
     def shapes(self):
         return {"W": (self.in_dim, self.out_dim), "b": (self.out_dim,)}

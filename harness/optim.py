@@ -8,15 +8,64 @@ the updates are written out here (and tested against `torch.optim` on a stack of
     momentum   v <- beta v + g;  p <- p - lr v            (torch.optim.SGD(momentum=beta))
     adam       m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2
                p <- p - lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)   (torch.optim.Adam)
+
+Step-size schedules (`optimizer.schedule`, every optimizer): at step t = 0, 1, ..., T - 1
+(T = train.steps) the update uses lr_t = lr * f(t), with
+
+    constant      f(t) = 1
+    inverse_sqrt  f(t) = 1 / sqrt(1 + t / decay_steps)
+    cosine        f(t) = (1 + cos(pi t / T)) / 2                  (from 1 down to ~0 at the end)
+    step          f(t) = decay_rate ^ floor(t / decay_steps)
+
+Like lr, the schedule and its numbers may differ run to run inside a stack (`STACKED`): the
+factors of every run and step are computed once, before the loop ([T, U, K] on the device).
+
+`optimizer.lr_unit=edge` gives lr in units of the training data's stability edge lr* of
+full-batch GD on MSE for a linear model (data/lr_edge, harness/data/prepare.py): lr=0.5 is half
+of it, lr=1.05 just past it, whatever the data; `absolute` (the default) takes lr as it is.
 """
 from __future__ import annotations
 
 from typing import ClassVar
 
+import math
+
+import numpy as np
 import torch
 
 from harness.component import Component, require
 from harness.registry import Registry
+
+SCHEDULES = ("constant", "inverse_sqrt", "cosine", "step")
+LR_UNITS = ("absolute", "edge")
+STACKED = ("lr", "lr_unit", "schedule", "decay_steps", "decay_rate")   # per run inside a stack, not part of its key
+
+
+def schedule_factor(kind: str, t: int, steps: int, decay_steps: int, decay_rate: float) -> float:
+    """f(t) of the module docstring."""
+    if kind == "inverse_sqrt":
+        return 1.0 / math.sqrt(1.0 + t / decay_steps)
+    if kind == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * t / steps))
+    if kind == "step":
+        return decay_rate ** (t // decay_steps)
+    return 1.0
+
+
+def schedule_factors(sections: np.ndarray, steps: int) -> np.ndarray | None:
+    """[T, U, K] factors for optimizer sections laid out [U, K]; None when every run is constant
+    (then the loop multiplies by nothing, and constant runs stay bit-identical to before)."""
+    if all(s["schedule"] == "constant" for s in sections.ravel()):
+        return None
+    cache: dict[tuple, np.ndarray] = {}
+
+    def row(s) -> np.ndarray:
+        key = (s["schedule"], s["decay_steps"], s["decay_rate"])
+        if key not in cache:
+            cache[key] = np.array([schedule_factor(*key[:1], t, steps, *key[1:]) for t in range(steps)])
+        return cache[key]
+
+    return np.stack([np.stack([row(s) for s in r], axis=-1) for r in sections], axis=1)   # [T, U, K]
 
 
 def _b(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -25,13 +74,18 @@ def _b(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 class Optimizer(Component):
     group = "optimizer"
-    schema: ClassVar[dict] = {"lr": float}
+    # lr in conf/optimizer/<name>.yaml; the schedule keys, common to every optimizer, in conf/config.yaml
+    schema: ClassVar[dict] = {"lr": float, "lr_unit": str, "schedule": str, "decay_steps": int, "decay_rate": float}
     full_batch: ClassVar[bool] = False  # refuses train.batch_size
 
     @classmethod
     def check(cls, s, group):
         lr = s["lr"]
         require(lr is not None and lr > 0 and lr != float("inf"), f"{group}.lr", lr, "a learning rate > 0")
+        require(s["lr_unit"] in LR_UNITS, f"{group}.lr_unit", s["lr_unit"], "one of " + ", ".join(LR_UNITS))
+        require(s["schedule"] in SCHEDULES, f"{group}.schedule", s["schedule"], "one of " + ", ".join(SCHEDULES))
+        require(s["decay_steps"] >= 1, f"{group}.decay_steps", s["decay_steps"], "an integer >= 1")
+        require(0 < s["decay_rate"] <= 1, f"{group}.decay_rate", s["decay_rate"], "a number in (0, 1]")
 
     def __init__(self, section: dict):
         self.section = section
@@ -60,7 +114,7 @@ class SGD(Optimizer):
 
 class Momentum(Optimizer):
     name = "momentum"
-    schema = {"lr": float, "beta": float}
+    schema = {**Optimizer.schema, "beta": float}
 
     @classmethod
     def check(cls, s, group):
@@ -78,7 +132,7 @@ class Momentum(Optimizer):
 
 class Adam(Optimizer):
     name = "adam"
-    schema = {"lr": float, "beta1": float, "beta2": float, "eps": float}
+    schema = {**Optimizer.schema, "beta1": float, "beta2": float, "eps": float}
 
     @classmethod
     def check(cls, s, group):

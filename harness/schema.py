@@ -34,7 +34,7 @@ EVAL_TAG = "lossbench.eval"            # the metric family: the task, or embeddi
 DEVICE_TAG = "lossbench.device"
 DIVERGED_STEP_TAG = "lossbench.diverged_step"  # diverged runs only
 CURVES_TAG = "lossbench.curves"        # tracking.curves=parquet: runs:/ URI of the file holding the run's curves
-STUDY_TAG = "lossbench.study"          # parent: the study's name
+STUDY_TAG = "lossbench.study"          # parent and runs: the study's name (a tour's runs: their part's)
 SWEEP_STATUS_TAG = "lossbench.sweep_status"  # parent, at the end: the status, lower case
 
 # MLflow's own tags

@@ -62,7 +62,7 @@ class Outliers(Section):
 class Train(Section):
     name = "train"
     schema = {"steps": int, "batch_size": None, "eval_every": int, "log_every": int,
-              "dtype": str, "divergence_factor": float}
+              "dtype": str, "divergence_factor": float, "eval_train": bool, "optimum": bool, "log_weights": bool}
 
     @classmethod
     def check(cls, s, group):
@@ -230,6 +230,10 @@ def build_spec(cfg: Mapping[str, Any], overrides: tuple[str, ...] = ()) -> RunSp
     if opt_cls.full_batch and train["batch_size"] is not None:
         raise ConfigError("train.batch_size", train["batch_size"], f"null: optimizer={optimizer['name']} is full batch (use sgd, momentum or adam for minibatches)")
     _outliers(outl, task)
+    if train["optimum"]:
+        from harness import optimum
+
+        optimum.check(loss_cls, model_cls, reg)
 
     spec_cfg = dict(loss=loss, dataset=dataset, model=model, optimizer=optimizer, regularization=reg,
                     outliers=outl, train=train, seed=seed, device=device)
@@ -238,7 +242,9 @@ def build_spec(cfg: Mapping[str, Any], overrides: tuple[str, ...] = ()) -> RunSp
     b = train["batch_size"]
     if b is not None and b > shape.n_train:
         raise ConfigError("train.batch_size", b, f"at most the {shape.n_train} training rows of dataset={dataset['name']}")
-    opt = {k: v for k, v in optimizer.items() if k != "lr"}
+    from harness.optim import STACKED
+
+    opt = {k: v for k, v in optimizer.items() if k not in STACKED}
     stack = freeze((task.name, dataset, model, loss_cls.options_of(loss) | {"name": loss["name"]}, opt, train, device))
     outlier_tuple = (outl["kind"], outl["ratio"], outl["scale"])
     return RunSpec(loss=loss, dataset=dataset, model=model, optimizer=optimizer, regularization=reg,

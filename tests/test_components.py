@@ -27,7 +27,9 @@ def test_each_component_has_its_yaml_with_the_schema_keys(group, name):
     assert path.is_file(), f"conf/{group}/{name}.yaml is missing"
     conf = yaml.safe_load(path.read_text())
     assert conf.pop("name") == name
-    assert set(conf) == set(cls.schema), f"conf/{group}/{name}.yaml keys differ from {cls.__name__}.schema"
+    shared = section_defaults(group)          # keys every option of the group takes, in conf/config.yaml
+    assert not set(conf) & set(shared), f"conf/{group}/{name}.yaml repeats a shared default"
+    assert set(conf) | set(shared) == set(cls.schema), f"conf/{group}/{name}.yaml keys differ from {cls.__name__}.schema"
     assert group_defaults(group, name) == conf
 
 
@@ -36,7 +38,7 @@ def test_defaults_come_from_the_yaml(group, name):
     """normalize() of an empty section gives the YAML's values, typed by the schema."""
     cls = REGISTRIES[group].get(name)
     got = cls.normalize({}, group)
-    want = group_defaults(group, name)
+    want = {**section_defaults(group), **group_defaults(group, name)}
     assert {k: got[k] for k in want} == want
     for k, kind in cls.schema.items():
         assert kind is None or got[k] is None or isinstance(got[k], kind), (k, kind, got[k])

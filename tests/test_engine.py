@@ -63,7 +63,9 @@ def test_diverging_run_does_not_disturb_its_neighbours():
     steps, values = results[1].curves["train/loss"]
     assert np.isfinite(values[steps <= d - 1]).all()             # its curve up to that point,
     assert np.isnan(values[steps > d]).all() and len(steps) == 81  # no value after it
-    assert all(np.isnan(v) for v in results[1].final.values())  # no final value
+    # no final value, but the data's own facts (its stability edge lr*)
+    assert all(np.isnan(v) for k, v in results[1].final.items() if not k.startswith("data/"))
+    assert results[1].final["data/lr_edge"] == results[0].final["data/lr_edge"] > 0
     for s, r in zip(calm, (results[0], results[2])):
         (alone,) = train([s])
         _same(r, alone, 1e-9)

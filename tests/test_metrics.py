@@ -27,32 +27,55 @@ def test_regression_metrics_match_sklearn():
             assert np.isclose(got["test/r2"][u, k], skm.r2_score(t, p))
 
 
+def _ece(prob: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """The written-out ECE (Guo et al. 2017): equal-width bins on the top-label confidence,
+    sum_b (n_b / n) |accuracy_b - confidence_b|."""
+    conf, pred = prob.max(-1), prob.argmax(-1)
+    which = np.clip(np.digitize(conf, np.linspace(0.0, 1.0, bins + 1)[1:-1], right=True), 0, bins - 1)
+    return float(sum((which == b).mean() * abs((pred[which == b] == y[which == b]).mean() - conf[which == b].mean())
+                     for b in range(bins) if (which == b).any()))
+
+
 def test_expected_calibration_error_by_hand():
     prob = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.45, 0.55]])
     y = np.array([0, 1, 1, 1])
     # bins of width 1/15 on top-label confidence: 0.9 | 0.8 | 0.7 | 0.55, one example each
     want = (abs(1 - 0.9) + abs(0 - 0.8) + abs(1 - 0.7) + abs(1 - 0.55)) / 4
-    assert np.isclose(M.expected_calibration_error(prob, y), want)
+    p = torch.tensor(prob)[None, None]
+    got = M.calibration_error(p, p.argmax(-1), torch.tensor(y)[None, None])
+    assert np.isclose(_ece(prob, y), want) and np.isclose(float(got), want)
 
 
-@pytest.mark.parametrize("binary", [True, False])
-def test_classification_metrics(binary):
-    U, K, n, C = 1, 2, 60, (2 if binary else 4)
-    out = torch.randn((U, K, n) if binary else (U, K, n, C), generator=g, dtype=torch.float64)
-    y = torch.randint(0, C, (U, 1, n), generator=g)
-    ev = M.EvalData(None, y.double() if binary else y, None, None)
+@pytest.mark.parametrize("binary, dtype", [(True, torch.float64), (False, torch.float64), (False, torch.float32)])
+def test_classification_metrics(binary, dtype):
+    """Every curve metric of a stack of runs against scikit-learn run by run, including a class
+    that no label and no prediction has (macro averages skip it, as scikit-learn does)."""
+    U, K, n, C = 2, 3, 60, (2 if binary else 5)
+    out = torch.randn((U, K, n) if binary else (U, K, n, C), generator=g, dtype=torch.float64) * 2
+    y = torch.randint(0, C - (0 if binary else 1), (U, 1, n), generator=g)     # class C-1: no label
+    if not binary:
+        out[..., C - 1] = -50.0                                                   # ... and no prediction
+    out = out.to(dtype)
+    ev = M.EvalData(None, y.to(dtype) if binary else y, None, None)
     fam = M.FAMILY_METRICS.get("binary" if binary else "multiclass")
     cur, fin = fam.curve(out, ev), fam.final(out, ev)
-    prob = M.probabilities(out).numpy()
-    for k in range(K):
-        pred = prob[0, k].argmax(-1)
-        t = y[0, 0].numpy()
-        avg = "binary" if binary else "macro"
-        assert np.isclose(cur["test/accuracy"][0, k], skm.accuracy_score(t, pred))
-        assert np.isclose(fin["test/f1"][0, k], skm.f1_score(t, pred, average=avg))
-        assert np.isclose(fin["test/log_loss"][0, k], skm.log_loss(t, prob[0, k], labels=list(range(C))))
-        if binary:
-            assert np.isclose(fin["test/roc_auc"][0, k], skm.roc_auc_score(t, prob[0, k, :, 1]))
+    prob = M.probabilities(out).double().numpy()
+    tol = dict(rtol=1e-5, atol=1e-6 if dtype == torch.float64 else 1e-5)
+    for u in range(U):
+        for k in range(K):
+            p, t = prob[u, k], y[u, 0].numpy()
+            pred = p.argmax(-1)
+            avg = "binary" if binary else "macro"
+            want = {"test/accuracy": skm.accuracy_score(t, pred),
+                    "test/precision": skm.precision_score(t, pred, average=avg, zero_division=0),
+                    "test/recall": skm.recall_score(t, pred, average=avg, zero_division=0),
+                    "test/f1": skm.f1_score(t, pred, average=avg, zero_division=0),
+                    "test/log_loss": skm.log_loss(t, p / p.sum(-1, keepdims=True), labels=list(range(C))),
+                    "test/ece": _ece(p, t)}
+            for name, w in want.items():
+                assert np.isclose(float(cur[name][u, k]), w, **tol), (name, float(cur[name][u, k]), w)
+            if binary:
+                assert np.isclose(fin["test/roc_auc"][u, k], skm.roc_auc_score(t, p[:, 1]))
 
 
 def test_retrieval_metrics():
@@ -143,7 +166,7 @@ def test_each_family_computes_exactly_the_metrics_it_declares(family, extras):
     r = _one_run(*FAMILY_RUNS[(family, extras)])
     fam = FAMILIES[family]
     assert r.spec.family == family
-    training = {"train/loss", "train/objective", "train/grad_norm"} | ({"test/loss"} if "test/loss" in r.final else set())
+    training = {"train/loss", "train/objective", "train/grad_norm", "data/lr_edge"} | ({"test/loss"} if "test/loss" in r.final else set())
     want = set(fam.members) | (set(fam.extras) if extras else set())
     assert set(r.final) - training == want
     assert set(r.final) <= set(METRICS)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,14 @@ class Prepared:
     @property
     def n_features(self) -> int:
         return self.X_train.shape[1]
+
+    @cached_property
+    def lr_edge(self) -> float:
+        """The stability edge of full-batch gradient descent on MSE for a linear model of these
+        training rows: lr* = 2 / lambda_max(H), H = (2/n) A'A the Hessian of mean (A theta - y)^2,
+        A = [1, X] (the bias column and the features as trained). GD diverges above lr*."""
+        A = np.column_stack([np.ones(len(self.X_train)), self.X_train])
+        return float(2.0 / np.linalg.eigvalsh(2.0 / len(A) * (A.T @ A))[-1])
 
 
 def robust_scale(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

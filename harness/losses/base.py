@@ -51,6 +51,7 @@ class Loss(Component):
     robust: ClassVar[bool] = False          # designed to resist outliers / label noise
     floats_ok: ClassVar[bool] = True        # takes a float for a parameter shared by the whole stack
     differentiable: ClassVar[bool] = True   # everywhere (MAE is not, at 0: subgradient)
+    optimum: ClassVar[str | None] = None    # how the convex problem's exact optimum is found (harness/optimum.py)
     formula: ClassVar[str] = ""             # one line for reports and --help
 
     def __init__(self, options: dict[str, Any] | None = None):

@@ -40,6 +40,7 @@ class BCE(Loss):
 
     name, tasks, head = "bce", BINARY, "logit"
     formula = "-[y log sigma(f) + (1-y) log(1 - sigma(f))]"
+    optimum = "smooth"
 
     def per_example(self, out, target):
         return F.binary_cross_entropy_with_logits(out, expand(target, out), reduction="none")
@@ -62,6 +63,7 @@ class SquaredHinge(Loss):
 
     name, tasks, head = "squared_hinge", BINARY, "logit"
     formula = "max(0, 1 - s f)^2"
+    optimum = "smooth"
 
     def per_example(self, out, target):
         return F.relu(1.0 - (2.0 * target - 1.0) * out) ** 2

@@ -18,6 +18,7 @@ class Poisson(Loss):
 
     name, tasks, head = "poisson", frozenset({"count"}), "value"
     formula = "exp(f) - y f, f = log mu"
+    optimum = "smooth"
 
     def per_example(self, out, target):
         return F.poisson_nll_loss(out, expand(target, out), log_input=True, full=False, reduction="none")

@@ -24,6 +24,7 @@ class MSE(Loss):
 
     name, tasks, head = "mse", REGRESSION, "value"
     formula = "(pred - y)^2"
+    optimum = "least_squares"
 
     def per_example(self, out, target):
         return F.mse_loss(out, expand(target, out), reduction="none")
@@ -37,6 +38,12 @@ class MAE(Loss):
     name, tasks, head = "mae", REGRESSION, "value"
     robust, differentiable = True, False
     formula = "|pred - y|"
+    optimum = "linear_program"
+
+    @staticmethod
+    def lp_weights(params):
+        """|e| = 1 * e+ + 1 * e-: the least-absolute-deviations linear program."""
+        return 1.0, 1.0
 
     def per_example(self, out, target):
         return F.l1_loss(out, expand(target, out), reduction="none")
@@ -57,6 +64,7 @@ class Huber(Loss):
     stacked = ("delta",)
     robust = True
     formula = "r^2/2 if |r| <= delta else delta (|r| - delta/2)"
+    optimum = "smooth"
 
     @classmethod
     def check(cls, s, group):
@@ -74,6 +82,7 @@ class LogCosh(Loss):
 
     name, tasks, head = "log_cosh", REGRESSION, "value"
     robust = True
+    optimum = "smooth"
     formula = "log cosh(pred - y)"
 
     def per_example(self, out, target):
@@ -90,6 +99,12 @@ class Quantile(Loss):
     stacked = ("tau",)
     robust, differentiable = True, False
     formula = "max(tau (y - pred), (tau - 1)(y - pred))"
+    optimum = "linear_program"
+
+    @staticmethod
+    def lp_weights(params):
+        """max(tau e, (tau - 1) e) = tau e+ + (1 - tau) e-, e = y - pred."""
+        return params["tau"], 1.0 - params["tau"]
 
     @classmethod
     def check(cls, s, group):

@@ -77,16 +77,53 @@ def metric_label(m: str) -> str:
     return MT.metric(m).axis_label()
 
 
+@dataclass
+class FigureContext:
+    """What a figure may read besides the runs table, and where it goes: `curves(run_ids, key)`
+    the long table run_id, step, value of metric `key`; `artifact(run_id, name)` a run's text
+    artifact (None without one); `prefix` starts every file name (a tour's part)."""
+
+    out: Path
+    curves: Callable[[list[str], str], pd.DataFrame]
+    artifact: Callable[[str, str], str | None] = lambda run_id, name: None
+    prefix: str = ""
+
+
+# figures a study asks for under `figures:` ({kind: NAME, ...its arguments}), by kind:
+# fn(runs, args, ctx: FigureContext) -> Figure | list[Figure] | None
+STUDY_FIGURES: dict[str, Callable] = {}
+
+
+def register_study_figure(kind: str):
+    def add(fn):
+        STUDY_FIGURES[kind] = fn
+        return fn
+    return add
+
+
+def study_figures(runs: pd.DataFrame, study: dict, ctx: FigureContext) -> list[Figure]:
+    """The figures the study names, in its order; an unknown kind is an error naming the known ones."""
+    out: list[Figure] = []
+    for args in study.get("figures") or []:
+        kind = args.get("kind")
+        if kind not in STUDY_FIGURES:
+            raise ValueError(f"study {study.get('name')}: figure kind {kind!r}; known: {', '.join(sorted(STUDY_FIGURES))}")
+        got = STUDY_FIGURES[kind](runs, args, ctx)
+        out += [f for f in (got if isinstance(got, list) else [got]) if f is not None]
+    return out
+
+
 def make_figures(runs: pd.DataFrame, out: Path, fetch_curves: Callable[[list[str], str], pd.DataFrame],
-                 artifact: Callable[[str, str], str | None] = lambda run_id, name: None) -> list[Figure]:
+                 artifact: Callable[[str, str], str | None] = lambda run_id, name: None, prefix: str = "") -> list[Figure]:
     """All figures for the sweep's runs, written into `out`; `fetch_curves(run_ids, key)` returns
     the long table run_id, step, value of metric `key` (train/loss, test/accuracy, ...);
-    `artifact(run_id, name)` the text of a run's artifact (None without one)."""
+    `artifact(run_id, name)` the text of a run's artifact (None without one); `prefix` starts
+    every file name."""
     figs: list[Figure] = []
     fams = A.families(runs) or [None]
     for fam in fams:
         sub = runs if fam is None else runs[runs["eval"] == fam]
-        tag, suffix = (f"{fam}_", f" ({fam})") if len(fams) > 1 else ("", "")
+        tag, suffix = (f"{prefix}{fam}_", f" ({fam})") if len(fams) > 1 else (prefix, "")
         family = FAMILIES.get(fam or "regression")
         primary = family.primary if family else ""
         if primary in sub and np.isfinite(sub[primary].astype(float)).any():

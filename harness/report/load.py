@@ -40,6 +40,7 @@ TAG_COLUMNS = {
     "config_hash": S.HASH_TAG,
     "diverged_step": S.DIVERGED_STEP_TAG,
     "curves": S.CURVES_TAG,           # tracking.curves=parquet: the Parquet artifact holding the run's curves
+    "study": S.STUDY_TAG,             # the study the run belongs to (a tour holds several)
 }
 ID_COLUMNS = ["run_id", *TAG_COLUMNS]
 

@@ -1,12 +1,16 @@
 """A report as a list of blocks, rendered twice: report.md and index.html.
 
 Blocks: ("h", level, text), ("p", text), ("kv", [(key, value)]), ("table", DataFrame),
-("img", relative path, caption), ("verdict", claim id, verdict, claim text, numbers).
+("img", relative path, caption), ("verdict", claim id, verdict, claim text, numbers). A table cell
+may be a Link (text, href); every heading gets the anchor `anchor(text)` (GitHub's rule: lower
+case, spaces to hyphens, punctuation but - and _ dropped), so `#anchor` links reach it in both.
 The HTML is one self-contained file (inline CSS) that refers to the PNGs beside it.
 """
 from __future__ import annotations
 
 import html
+import re
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -26,6 +30,20 @@ figure{margin:1.2em 0} img{max-width:100%;border:1px solid #eee} figcaption{font
 .claim{margin:1em 0;padding:.6em .9em;border-left:4px solid #ccc;background:#fafafa}
 code{background:#f3f3f3;padding:0 3px}
 """
+
+
+@dataclass(frozen=True)
+class Link:
+    text: str
+    href: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def anchor(text: str) -> str:
+    """The id of a heading: lower case, spaces -> '-', other punctuation but '-' and '_' dropped."""
+    return re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-")
 
 
 def _md_verdict(cid: str, verdict: str, text: str, numbers: str) -> str:
@@ -58,7 +76,7 @@ MARKDOWN = {
     "verdict": _md_verdict,
 }
 HTML = {
-    "h": lambda level, text: f"<h{level}>{html.escape(text)}</h{level}>",
+    "h": lambda level, text: f'<h{level} id="{html.escape(anchor(text))}">{html.escape(text)}</h{level}>',
     "p": lambda text: f"<p>{_inline_code(html.escape(text))}</p>",
     "kv": _html_kv,
     "table": lambda df: _html_table(df),
@@ -78,6 +96,8 @@ def to_html(blocks: list[Block], title: str) -> str:
 
 
 def _cell(v: Any) -> str:
+    if isinstance(v, Link):
+        return v.text
     if isinstance(v, float):
         return "–" if v != v else f"{v:.4g}"
     return str(v)
@@ -90,14 +110,16 @@ def _md_escape(s: str) -> str:
 def _md_table(df: pd.DataFrame) -> str:
     head = "| " + " | ".join(_md_escape(str(c)) for c in df.columns) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    rows = ["| " + " | ".join(_md_escape(_cell(v)) for v in row) + " |" for row in df.itertuples(index=False)]
+    md = lambda v: f"[{_md_escape(v.text)}]({v.href})" if isinstance(v, Link) else _md_escape(_cell(v))
+    rows = ["| " + " | ".join(md(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join([head, rule, *rows])
 
 
 def _html_table(df: pd.DataFrame) -> str:
     e = html.escape
     head = "".join(f"<th>{e(str(c))}</th>" for c in df.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{e(_cell(v))}</td>" for v in row) + "</tr>" for row in df.itertuples(index=False))
+    cell = lambda v: f'<a href="{e(v.href)}">{e(v.text)}</a>' if isinstance(v, Link) else e(_cell(v))
+    rows = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in df.itertuples(index=False))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 

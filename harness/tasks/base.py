@@ -43,12 +43,15 @@ class Targets:
     train      [U, n(, C)]  what the loss trains on
     test       [U, m(, C)]  what the test metrics compare with
     test_loss  [U, m(, C)]  what the loss is evaluated on, for test/loss
-    const      per-group constants the loss and the metrics both need (a target density)"""
+    const      per-group constants the loss and the metrics both need (a target density)
+    train_eval [U, n(, C)]  the training split as the metrics compare with (train.eval_train);
+               None: `train`"""
 
     train: Any
     test: Any
     test_loss: Any
     const: dict[str, Any] = field(default_factory=dict)
+    train_eval: Any = None
 
 
 Stack = Callable[..., Any]   # stack(list of arrays, integer=False) -> one tensor [U, ...] on the device

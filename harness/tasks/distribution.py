@@ -16,6 +16,7 @@ class Distribution(Task):
     def targets(self, datas, loss, stack):
         t = super().targets(datas, loss, stack)
         if not loss.soft_targets:
+            t.train_eval = t.train                         # the metrics compare with the soft targets
             t.train = stack([d.extra["y_hard"] for d in datas], integer=True)
             t.test_loss = stack([d.extra_test["y_hard"] for d in datas], integer=True)
         return t

@@ -87,6 +87,8 @@ def build_record(r: "RunResult", parent_id: str | None, sweep_id: str, in_metric
         tags[S.DIVERGED_STEP_TAG] = str(r.diverged_step)
     if parent_id:
         tags[S.PARENT_TAG] = parent_id
+    if isinstance(r.spec.study, dict) and r.spec.study.get("name"):
+        tags[S.STUDY_TAG] = str(r.spec.study["name"])      # which study (a tour holds several)
     steps = r.spec.train["steps"]
     points: list[tuple[str, float, int]] = []
     if in_metrics:

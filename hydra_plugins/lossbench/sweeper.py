@@ -54,11 +54,11 @@ class LossbenchSweeper(BasicSweeper):
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         t0 = time.perf_counter()
         lines = self._parse_config() + list(arguments)
-        jobs, specs = self._validate(lines, t0)
+        jobs, specs = self._validate(self._grids(lines, list(arguments)), t0)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        ctx = self._start(lines, jobs, specs)
+        ctx = self._start(lines, jobs, specs, _study(self.config, specs))
         returns, done, diverged = self._launch(ctx, jobs, t0)
         for batch in returns:
             for r in batch:
@@ -69,8 +69,30 @@ class LossbenchSweeper(BasicSweeper):
         _write_timing(sweep_dir, len(jobs))
         return returns
 
-    def _validate(self, lines: List[str], t0: float):
-        """(jobs, specs): the grid's jobs (each without the options its choices lack) and their
+    def _grids(self, lines: List[str], arguments: List[str]) -> List[tuple]:
+        """[(sweep lines, the group choices its jobs start from)]: the sweep's own grid, or, for a
+        study made of parts (the tour: study.parts), each part's grid (its experiment file's
+        hydra.sweeper.params, with the part's overrides), its runs going into this sweep's
+        experiment, the command line's values applied to every part."""
+        parts = (OmegaConf.to_container(self.config.study, resolve=True) or {}).get("parts") if self.config.get("study") else None
+        if not parts:
+            return [(lines, _choices(self.config))]
+        from harness.paths import EXPERIMENTS
+
+        experiment = str(self.config.tracking.experiment)
+        out = []
+        for part in parts:
+            name = part["name"]
+            node = OmegaConf.to_container(OmegaConf.load(EXPERIMENTS / f"{name}.yaml"), resolve=False)
+            params = {**((node.get("hydra") or {}).get("sweeper", {}).get("params") or {}), **(part.get("overrides") or {})}
+            part_lines = [f"experiment={name}", f"tracking.experiment={experiment}",
+                          *(f"{k}={v}" for k, v in params.items()), *arguments]
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, [f"experiment={name}"])
+            out.append((part_lines, _choices(cfg)))
+        return out
+
+    def _validate(self, grids: List[tuple], t0: float):
+        """(jobs, specs): the grids' jobs (each without the options its choices lack) and their
         validated RunSpecs; a bad value anywhere is one line and exit status 2."""
         from harness import conditional, timing
         from harness.compose import FastComposer
@@ -78,12 +100,19 @@ class LossbenchSweeper(BasicSweeper):
         from harness.spec import build_spec
 
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        jobs = [job for batch in self.split_arguments(parser.parse_overrides(lines), None) for job in batch]
-        defaults = _choices(self.config)
-        n_grid, jobs = len(jobs), conditional.prune(jobs, defaults)  # loss.delta only for the losses that have it
+        jobs, n_grid = [], 0
+        try:
+            for lines, defaults in grids:
+                grid = [job for batch in self.split_arguments(parser.parse_overrides(lines), None) for job in batch]
+                n_grid += len(grid)
+                grid = conditional.prune(grid, defaults)   # loss.delta only for the losses that have it
+                conditional.check(grid, defaults)
+                jobs += grid
+        except ConfigError as e:
+            print(e.line(), file=sys.stderr)
+            sys.exit(2)
         composer = FastComposer(self.hydra_context.config_loader, self.config)
         try:
-            conditional.check(jobs, defaults)
             with timing.phase("compose"):  # includes loading each distinct data set once (phase "data")
                 specs = [build_spec(composer.task_config(job), tuple(job)) for job in jobs]
             where = {(s.tracking["uri"], s.tracking["experiment"]) for s in specs}
@@ -96,7 +125,7 @@ class LossbenchSweeper(BasicSweeper):
                  + (f" ({n_grid - len(jobs)} grid points repeat a job: options of a choice that lacks them)" if n_grid > len(jobs) else ""))
         return jobs, specs
 
-    def _start(self, lines: List[str], jobs, specs):
+    def _start(self, lines: List[str], jobs, specs, study: Dict[str, Any]):
         """The parent run (the swept values as params, the study as an artifact) and the sweep's
         context, handed to a launcher that takes it."""
         from harness import schema as S
@@ -110,7 +139,6 @@ class LossbenchSweeper(BasicSweeper):
         for o in OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(lines):
             key = o.key_or_group.replace("/", ".")  # no +, ~ or @package: MLflow allows [\w./ -] in names
             swept[S.sweep_param(key)] = ",".join(o.sweep_string_iterator()) if o.is_sweep_override() else o.get_value_element_as_str()
-        study = specs[0].study or {}
         params = {**swept, S.N_RUNS_PARAM: str(len(jobs)), S.LAUNCHER_PARAM: _launcher_name(self.config)}
         tags = {S.STUDY_TAG: str(study.get("name", ""))} if study else {}
         artifacts = {S.MULTIRUN_ARTIFACT: OmegaConf.to_yaml(self.config)}
@@ -167,6 +195,17 @@ class LossbenchSweeper(BasicSweeper):
         else:
             print(f"report: python -m harness.report tracking.uri={uri} tracking.experiment={experiment}", file=sys.stderr)
         print(f"runs and curves: {_ui_command(uri)}", file=sys.stderr)
+
+
+def _study(config, specs) -> Dict[str, Any]:
+    """The sweep's study: the one its jobs share, or for a study of parts (the tour) its own
+    block with each part's study (question, claims, figures) in place of the part's name."""
+    own = OmegaConf.to_container(config.study, resolve=True) if config.get("study") else None
+    if not own or not own.get("parts"):
+        return specs[0].study or {}
+    by_name = {s.study["name"]: s.study for s in specs if isinstance(s.study, dict) and s.study.get("name")}
+    own["parts"] = [{**by_name.get(p["name"], {}), **p} for p in own["parts"]]
+    return own
 
 
 def _ui_command(uri: str) -> str:

@@ -12,7 +12,9 @@ A claim (from study.yaml) names its check and the check's arguments:
 
 A check is a function `(runs, claim) -> Verdict`, one module of this package that registers it
 with `@register(name, method=...)`: the method is one sentence on how it decides, printed under
-the verdicts (METHODS). Adding a check is one module plus its import at the bottom of this file.
+the verdicts (METHODS). A check about the course of training registers with `curves=True` and
+is called `(runs, claim, curves)`, `curves(run_ids, metric)` giving the long table run_id, step,
+value of those runs' histories (read from MLflow by the report). Adding a check is one module plus its import at the bottom of this file.
 `runs` is the long table (one row per run; columns `loss.name`, the params named by the claim,
 the metric). A verdict is `holds`, `does not hold` or `inconclusive`, with the numbers that
 decide it. Runs without a finite metric (diverged) are left out, and counted in the text.
@@ -60,30 +62,43 @@ class Verdict:
     verdict: str                 # holds | does not hold | inconclusive
     text: str                    # the numbers that decide it, one or two sentences
     table: pd.DataFrame = field(default_factory=pd.DataFrame)   # e.g. slope per loss with CI
+    number: str = ""             # the one number that decides it, for a table of verdicts
+
+    @property
+    def deciding(self) -> str:
+        """`number`, or the text's first clause where a check gives none."""
+        return self.number or self.text.split(". ")[0].split("; ")[0][:160]
 
 
-Check = Callable[[pd.DataFrame, dict], Verdict]
+Check = Callable[..., Verdict]
 CHECKS: dict[str, Check] = {}
 METHODS: dict[str, str] = {}   # check -> how it decides, one sentence for the report
+NEEDS_CURVES: set[str] = set()  # checks called with the curves too
 
 
-def register(name: str, *, method: str) -> Callable[[Check], Check]:
+def register(name: str, *, method: str, curves: bool = False) -> Callable[[Check], Check]:
     """Registers a check under `name`, with the sentence on its method for the report."""
     def add(fn: Check) -> Check:
         if name in CHECKS:
             raise KeyError(f"claim check {name!r} registered twice")
         CHECKS[name], METHODS[name] = fn, method
+        if curves:
+            NEEDS_CURVES.add(name)
         return fn
 
     return add
 
 
-def evaluate(runs: pd.DataFrame, claim: dict) -> Verdict:
+def evaluate(runs: pd.DataFrame, claim: dict, curves: Callable[[list[str], str], pd.DataFrame] | None = None) -> Verdict:
     """Runs the claim's check; an unknown check or a malformed claim is inconclusive, said why."""
     name = claim.get("check")
     if name not in CHECKS:
         return Verdict(UNSURE, f"unknown check {name!r}; known checks: {', '.join(sorted(CHECKS))}")
     try:
+        if name in NEEDS_CURVES:
+            if curves is None:
+                raise ClaimError(f"check {name} needs the runs' curves, and none were given")
+            return CHECKS[name](runs, claim, curves)
         return CHECKS[name](runs, claim)
     except ClaimError as e:
         return Verdict(UNSURE, str(e))
