@@ -696,3 +696,40 @@ def test_curves_from_parquet_and_history(monkeypatch):
     got = L.curves(Client(), ["m", "p"], "train/loss", {"m": None, "p": uri})
     assert list(zip(got["run_id"], got["step"], got["value"])) == [("m", 0, 0.0), ("m", 10, 10.0), ("p", 0, 3.0), ("p", 5, 2.0)]
     assert got["value"].dtype == float
+
+
+@pytest.mark.slow
+def test_a_study_of_parts_is_one_sweep_and_one_report(tmp_path):
+    """The tour: every part's runs in one sweep (one parent), each tagged with its study; one
+    report that opens with a table of every claim linking to its part's section, and a section
+    per part with that part's figures (file names prefixed by the part)."""
+    from conftest import harness
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    harness("-m", "+experiment=tour", "seed=0,1", "train.steps=20", f"tracking.uri={uri}",
+            f"hydra.sweep.dir={tmp_path}/ms", cwd=tmp_path)
+    c = MlflowClient(uri)
+    e = c.get_experiment_by_name("tour")
+    runs = c.search_runs([e.experiment_id], max_results=5000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    kids = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    import yaml
+
+    tour = yaml.safe_load((Path(__file__).resolve().parents[1] / "experiments" / "tour.yaml").read_text())
+    names = [p["name"] for p in tour["study"]["parts"]]
+    assert len(parents) == 1 and {r.data.tags["lossbench.study"] for r in kids} == set(names)
+    folder = next((tmp_path / "reports" / "tour").iterdir())
+    md = (folder / "report.md").read_text()
+    head, _, rest = md.partition("## Claims of the article")
+    table = [ln for ln in rest.splitlines() if ln.startswith("| [")]
+    study = yaml.safe_load(Path(c.download_artifacts(parents[0].info.run_id, "study.yaml", str(tmp_path))).read_text())
+    assert [p["name"] for p in study["parts"]] == names and all(p["claims"] for p in study["parts"])
+    assert len(table) == sum(len(p["claims"]) for p in study["parts"])
+    for name in names:
+        assert f"[{name}](#{name})" in md and f"\n## {name}\n" in md
+        assert any(p.name.startswith(f"{name}_") for p in folder.glob("*.png")), name
+    html = (folder / "index.html").read_text()
+    assert all(f'<h2 id="{n}">' in html and f'href="#{n}"' in html for n in names)
+    claims = pd.read_csv(folder / "claims.csv")
+    assert set(claims["part"]) <= set(names) and {"part", "claim", "verdict"} <= set(claims.columns)

@@ -80,14 +80,15 @@ class LossbenchSweeper(BasicSweeper):
         from harness.paths import EXPERIMENTS
 
         experiment = str(self.config.tracking.experiment)
+        rest = [a for a in arguments if a.lstrip("+~").split("=", 1)[0] != "experiment"]   # the tour itself goes
         out = []
         for part in parts:
             name = part["name"]
             node = OmegaConf.to_container(OmegaConf.load(EXPERIMENTS / f"{name}.yaml"), resolve=False)
             params = {**((node.get("hydra") or {}).get("sweeper", {}).get("params") or {}), **(part.get("overrides") or {})}
-            part_lines = [f"experiment={name}", f"tracking.experiment={experiment}",
-                          *(f"{k}={v}" for k, v in params.items()), *arguments]
-            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, [f"experiment={name}"])
+            part_lines = [f"+experiment={name}", f"tracking.experiment={experiment}",
+                          *(f"{k}={v}" for k, v in params.items()), *rest]
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, [f"+experiment={name}"])
             out.append((part_lines, _choices(cfg)))
         return out
 

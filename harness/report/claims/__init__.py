@@ -66,8 +66,24 @@ class Verdict:
 
     @property
     def deciding(self) -> str:
-        """`number`, or the text's first clause where a check gives none."""
-        return self.number or self.text.split(". ")[0].split("; ")[0][:160]
+        """`number`; where a check gives none, the values its table compares (paired differences
+        first, else slopes, degradations or means, each with its 95% CI), else the text's start."""
+        if self.number:
+            return self.number
+        t = self.table
+        if t.empty or "loss" not in t:
+            return self.text.split(". ")[0][:160]
+        at = lambda r: f" at {r.at:g}" if "at" in t and isinstance(getattr(r, "at", None), float) and r.at == r.at else ""
+        if "role" in t and (t["role"] == "paired difference").any():   # better_than: "a - b", positive = a better
+            parts = [f"{str(r.loss).replace(' - ', ' better than ')}{at(r)} by {r.mean:+.3g} [{r.ci_lo:+.3g}, {r.ci_hi:+.3g}]"
+                     for r in t[t["role"] == "paired difference"].itertuples()]
+            return "; ".join(parts[:6]) + ("; ..." if len(parts) > 6 else "")
+        else:
+            col = next((c for c in ("slope", "degradation", "mean") if c in t), None)
+            if col is None:
+                return self.text.split(". ")[0][:160]
+        parts = [f"{r.loss}{at(r)} {getattr(r, col):.3g} [{r.ci_lo:.3g}, {r.ci_hi:.3g}]" for r in t.itertuples()]
+        return "; ".join(parts[:6]) + ("; ..." if len(parts) > 6 else "")
 
 
 Check = Callable[..., Verdict]
