@@ -435,10 +435,28 @@ def test_gce_gradient_is_finite_when_the_labelled_class_underflows():
 
 # ------------------------------------------------------------------------------ studies
 
-STUDIES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+STUDIES = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
+TOURS = [n for n in STUDIES if "parts:" in (EXPERIMENTS / f"{n}.yaml").read_text()]
 
 
-@pytest.mark.parametrize("name", STUDIES)
+@pytest.mark.parametrize("name", TOURS)
+def test_a_tour_names_studies_and_shrinks_their_grids(name):
+    """A study of parts names studies of experiments/ (not tours), each once, and shrinks only
+    keys its part's grid sweeps."""
+    import yaml
+
+    text = (EXPERIMENTS / f"{name}.yaml").read_text()
+    assert text.splitlines()[0] == "# @package _global_" and f"python -m harness -m +experiment={name}" in text
+    parts = yaml.safe_load(text)["study"]["parts"]
+    names = [p["name"] for p in parts]
+    assert len(set(names)) == len(names) and set(names) <= set(STUDIES) - set(TOURS)
+    for p in parts:
+        grid = yaml.safe_load((EXPERIMENTS / f"{p['name']}.yaml").read_text())["hydra"]["sweeper"]["params"]
+        assert set(p.get("overrides") or {}) <= set(grid), p["name"]
+
+
+@pytest.mark.parametrize("name", [n for n in STUDIES if n not in TOURS])
 def test_study_grid_validates_and_its_claims_use_known_checks(name):
     """Each study opens with its command, every value of its grid composes into a valid run
     (one value at a time, the rest at their first value), and every claim names a registered
