@@ -46,6 +46,9 @@ SOURCE_TYPE_TAG = "mlflow.source.type"
 SOURCE_TYPE = "LOCAL"                  # the value of SOURCE_TYPE_TAG
 DATA_CONTEXT_TAG = "mlflow.data.context"  # input tag of a dataset input: train | test
 DATASET_SOURCE_KEY = "lossbench.dataset"  # key of a dataset input's code source: the data set's name
+NOTE_TAG = "mlflow.note.content"       # a run's description (markdown), shown on its page: the sweep's verdicts
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"   # experiment tag: what MLflow 3's UI opens on
+EXPERIMENT_KIND = "custom_model_development"    # its training runs (not the GenAI traces view)
 
 
 def sweep_run_name(sweep_id: str) -> str:

@@ -45,6 +45,21 @@ def test_one_parent_and_a_child_per_job(sweep):
         assert r.data.tags["lossbench.sweep_id"] == parent.data.tags["lossbench.sweep_id"]
 
 
+def test_the_mlflow_ui_opens_on_training_runs_with_a_described_sweep(sweep):
+    """The experiment says it holds model-training runs (MLflow 3's UI then opens on them, not on
+    its GenAI view); the parent run's description names the sweep and the command of its report;
+    child runs are named by their choices and values, seed last: they sort as a table should."""
+    _, c, runs, p = sweep
+    exp = c.get_experiment_by_name("suite")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    note = parent.data.tags["mlflow.note.content"]
+    assert parent.data.tags["lossbench.sweep_id"] in note and "python -m harness.report" in note
+    names = sorted(r.data.tags["mlflow.runName"] for r in _children(runs))
+    assert names[0] == "huber ratio=0 lr=0.05 steps=40 seed=00" and all(n.endswith("seed=00") for n in names)
+    assert "workflowType=machine_learning" in p.stderr and "MLFLOW_DISABLE_TELEMETRY=true" in p.stderr
+
+
 def test_children_carry_params_tags_and_final_metrics(sweep):
     _, c, runs, _ = sweep
     seen = set()

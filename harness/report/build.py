@@ -95,9 +95,29 @@ def build_report(uri: str = "sqlite:///mlflow.db", experiment: str = "lossbench"
     if attach:
         try:
             client.log_artifacts(sw.run_id, str(folder), "report")
+            client.set_tag(sw.run_id, S.NOTE_TAG, description(sw, runs, results, folder))
         except Exception as e:  # the local report stands even where the artifact store refuses
             print(f"warning: report not attached to parent run {sw.run_id}: {e}", file=sys.stderr)
     return folder
+
+
+def description(sw: L.Sweep, runs: pd.DataFrame, results, folder: Path) -> str:
+    """The parent run's description in the MLflow UI (markdown): the question, each claim's
+    verdict with the number that decides it, and where the report is."""
+    study = sw.study or {}
+    n_div = int((runs["status"] == DIVERGED).sum()) if len(runs) else 0
+    lines = [f"**{study.get('name') or 'sweep'}** — {len(runs)} runs ({n_div} diverged), sweep `{sw.sweep_id}`.", ""]
+    if study.get("question"):
+        lines += [f"**Question.** {study['question']}", ""]
+    rows = [(p, claim, v) for p, _, verdicts in results for claim, v in verdicts]
+    if rows:
+        cell = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
+        lines += ["| study | claim | verdict | deciding number |", "|---|---|---|---|"]
+        lines += [f"| {cell(p.name or study.get('name', ''))} | {cell(c.get('id', ''))} | **{v.verdict}** | {cell(v.deciding)} |"
+                  for p, c, v in rows]
+        lines.append("")
+    lines.append(f"Report: `{(folder / 'index.html').resolve()}`, also in this run's artifacts under `report/`.")
+    return "\n".join(lines)
 
 
 def _parts(sw: L.Sweep, runs: pd.DataFrame) -> list[Part]:

@@ -80,6 +80,10 @@ class Tracker:
     def end_sweep(self, parent_id: str, status: str, tags: dict[str, str], metrics: dict[str, float]) -> None:
         _client.end_sweep(self.client, parent_id, status, tags, metrics)
 
+    def describe(self, run_id: str, markdown: str) -> None:
+        """Sets a run's description (shown on its page in the MLflow UI)."""
+        _client.describe(self.client, run_id, markdown)
+
     # -- runs -----------------------------------------------------------------------------
     def write(self, results: Sequence["RunResult"], parent_id: str | None, sweep_id: str, *,
               bulk: bool | None = None) -> list[str]:

@@ -16,15 +16,23 @@ if TYPE_CHECKING:
 
 
 def open_experiment(client, name: str):
-    """The experiment of that name, created when missing."""
+    """The experiment of that name, created when missing, tagged so that MLflow 3's UI opens it
+    on its training runs (not on the GenAI view an untagged experiment gets)."""
     exp = client.get_experiment_by_name(name)
     if exp is None:
         try:
-            client.create_experiment(name)
+            client.create_experiment(name, tags={S.EXPERIMENT_KIND_TAG: S.EXPERIMENT_KIND})
         except Exception:  # created by a concurrent process in the meantime
             pass
         exp = client.get_experiment_by_name(name)
+    if S.EXPERIMENT_KIND_TAG not in exp.tags:   # an experiment made before, or by someone else
+        client.set_experiment_tag(exp.experiment_id, S.EXPERIMENT_KIND_TAG, S.EXPERIMENT_KIND)
     return exp
+
+
+def describe(client, run_id: str, markdown: str) -> None:
+    """The run's description on its MLflow page (the tag mlflow.note.content)."""
+    client.set_tag(run_id, S.NOTE_TAG, markdown[:60000])
 
 
 def start_sweep(client, experiment_id: str, sweep_id: str, params: dict[str, str], tags: dict[str, str],

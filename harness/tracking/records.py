@@ -25,13 +25,31 @@ if TYPE_CHECKING:
     from harness.engine import RunResult
 
 
+GROUP_ORDER = ("experiment", "loss", "dataset", "model", "optimizer")   # choices first, in this order
+
+
 def run_name(result: "RunResult") -> str:
+    """A name that sorts well in the MLflow runs table: the study (in a tour: a study whose
+    experiment is not the sweep's), the loss, data
+    set, model and optimizer chosen, then the swept values by their last key (`lr=0.1`,
+    `ratio=0.2`, `delta=0.5`), the seed last and zero-padded: `huber linear lr=0.1 ratio=0.2 seed=03`."""
     s = result.spec
-    if s.overrides:
-        name = ",".join(o for o in s.overrides if not o.startswith(("tracking.", "hydra")))
-    else:
-        name = f"{s.loss['name']}-{s.dataset['name']}-seed{s.seed}"
-    return name[:250] or s.loss["name"]
+    choices, values, seed = {}, [], f"{s.seed:02d}"
+    for o in s.overrides:
+        key, _, value = o.lstrip("+~").partition("=")
+        if key.startswith(("tracking.", "hydra")):
+            continue
+        if key == "seed":
+            continue
+        if key in GROUP_ORDER:
+            choices[key] = value
+        else:
+            values.append(f"{key.rsplit('.', 1)[-1]}={value}")
+    choices.setdefault("loss", s.loss["name"])
+    if choices.get("experiment") == s.tracking.get("experiment"):   # the study's own experiment: says nothing
+        choices.pop("experiment")
+    first = [choices[g] for g in GROUP_ORDER if g in choices]
+    return " ".join(first + values + [f"seed={seed}"])[:250]
 
 
 def config_yaml(config: dict[str, Any]) -> str:

@@ -65,7 +65,7 @@ class LossbenchSweeper(BasicSweeper):
                 _ = r.return_value  # re-raise a failed job's exception, as Hydra's sweeper does
         print(f"sweep {ctx.sweep_id} done: {done} runs ({diverged} diverged) in {time.perf_counter() - t0:.1f} s",
               file=sys.stderr)
-        self._finish(specs[0], ctx)
+        self._finish(specs[0], ctx, done)
         _write_timing(sweep_dir, len(jobs))
         return returns
 
@@ -183,8 +183,9 @@ class LossbenchSweeper(BasicSweeper):
                                        S.SWEEP_SECONDS: time.perf_counter() - t0})
         return returns, len(done), diverged
 
-    def _finish(self, spec, ctx) -> None:
-        """The report (studies) or the command that builds it, and the command that opens MLflow."""
+    def _finish(self, spec, ctx, n_runs: int) -> None:
+        """The report (studies) or the command that builds it, and the command that opens MLflow;
+        the parent run's description says the same (the report writes its verdicts there)."""
         uri, experiment = spec.tracking["uri"], spec.tracking["experiment"]
         if self.report:
             from harness import timing
@@ -194,8 +195,14 @@ class LossbenchSweeper(BasicSweeper):
                 folder = build_report(uri, experiment, sweep=ctx.parent)
             print(f"report: {Path(folder) / 'index.html'}", file=sys.stderr)
         else:
-            print(f"report: python -m harness.report tracking.uri={uri} tracking.experiment={experiment}", file=sys.stderr)
+            command = f"python -m harness.report tracking.uri={uri} tracking.experiment={experiment} sweep={ctx.sweep_id}"
+            ctx.tracker.describe(ctx.parent, f"Sweep `{ctx.sweep_id}`: {n_runs} runs. Its report: `{command}`")
+            print(f"report: {command}", file=sys.stderr)
         print(f"runs and curves: {_ui_command(uri)}", file=sys.stderr)
+        # MLflow 3's UI picks its GenAI or model-training view from this URL parameter (else a
+        # browser-wide setting that starts at GenAI), whatever the experiment's kind tag says
+        print(f"  then open http://127.0.0.1:5000/#/experiments/{ctx.tracker.experiment_id}?workflowType=machine_learning "
+              f"(the runs of {experiment!r})", file=sys.stderr)
 
 
 def _study(config, specs) -> Dict[str, Any]:
@@ -211,13 +218,14 @@ def _study(config, specs) -> Dict[str, Any]:
 
 def _ui_command(uri: str) -> str:
     """The command that opens this store in the MLflow UI: the mlflow installed beside this
-    Python (a virtualenv need not be activated, nor another mlflow first on PATH)."""
+    Python (a virtualenv need not be activated, nor another mlflow first on PATH), on loopback,
+    with MLflow's usage telemetry off (lossbench sends nothing unless asked)."""
     if not uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
         return f"open {uri}"
     beside = os.path.join(os.path.dirname(sys.executable), "mlflow")
     rel = os.path.relpath(beside)
     exe = (beside if rel.startswith("..") else rel) if os.path.exists(beside) else "mlflow"
-    return f"{exe} ui --backend-store-uri {uri}"
+    return f"MLFLOW_DISABLE_TELEMETRY=true {exe} ui --host 127.0.0.1 --port 5000 --backend-store-uri {uri}"
 
 
 def _choices(config) -> Dict[str, str]:
