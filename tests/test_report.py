@@ -733,3 +733,30 @@ def test_a_study_of_parts_is_one_sweep_and_one_report(tmp_path):
     assert all(f'<h2 id="{n}">' in html and f'href="#{n}"' in html for n in names)
     claims = pd.read_csv(folder / "claims.csv")
     assert set(claims["part"]) <= set(names) and {"part", "claim", "verdict"} <= set(claims.columns)
+
+
+def test_intervals_respect_the_metrics_bounds():
+    """A bounded metric's interval stays within its bounds (a KL near 0 does not reach below 0,
+    an accuracy near 1 not above 1); an unbounded one keeps the t interval."""
+    from scipy.stats import t
+
+    from harness.metric_table import metric
+    from harness.report.claims.stats import mean_interval
+
+    kl = np.array([1e-6, 2e-6, 5e-5, 3e-7, 4e-6])
+    lo, hi = mean_interval(kl, metric("test/kl").bounds)
+    assert 0 <= kl.min() <= lo <= kl.mean() <= hi <= kl.max()
+    naive = kl.mean() - t.ppf(0.975, 4) * kl.std(ddof=1) / np.sqrt(5)
+    assert naive < 0                                   # what the t interval said
+    acc = np.array([1.0, 1.0, 0.99, 1.0])
+    lo, hi = mean_interval(acc, metric("test/accuracy").bounds)
+    assert hi <= 1.0 and lo >= 0.99
+    nll = np.array([1.0, 2.0, 3.0, 4.0])
+    lo, hi = mean_interval(nll, metric("test/nll").bounds)
+    half = t.ppf(0.975, 3) * nll.std(ddof=1) / 2
+    assert (lo, hi) == pytest.approx((2.5 - half, 2.5 + half))
+    assert np.isnan(mean_interval([1.0], (0.0, None))).all()
+    # the summary table carries it beside the t half-width
+    runs = pd.DataFrame({"loss.name": ["a"] * 5, "seed": range(5), "status": "converged", "test/kl": kl})
+    s = A.stats(runs, ["loss.name"], ["test/kl"])
+    assert s.at[0, "test/kl ci_lo"] >= 0 and s.at[0, "test/kl mean"] - s.at[0, "test/kl ci95"] < 0

@@ -25,7 +25,8 @@ import pandas as pd
 
 from harness.metric_table import FAMILIES
 from harness.schema import DIVERGED
-from harness.report.claims.stats import t_ci95  # aggregate.t_ci95 stays a name here
+from harness.metric_table import metric
+from harness.report.claims.stats import mean_interval, t_ci95  # aggregate.t_ci95 stays a name here
 from harness.report.load import metric_columns, param_columns
 from harness.report.series import LOSS, SEED, series_name, value_text
 
@@ -81,7 +82,9 @@ def task_metrics(df: pd.DataFrame) -> list[str]:
 
 def stats(df: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
     """One row per combination of `keys`: n_runs, n_diverged, and per metric
-    `<m> mean`, `<m> sd`, `<m> ci95`, `<m> n` over the runs with a finite value."""
+    `<m> mean`, `<m> sd`, `<m> ci95` (the t half-width), `<m> ci_lo`, `<m> ci_hi` (the 95%
+    interval that respects the metric's bounds, claims.stats.mean_interval), `<m> n` over the
+    runs with a finite value."""
     if not keys:
         df = df.assign(_all="all")
         keys = ["_all"]
@@ -93,6 +96,9 @@ def stats(df: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame
         gm = vals.groupby([df[k] for k in keys], dropna=False, sort=True)
         out[f"{m} mean"], out[f"{m} sd"], out[f"{m} n"] = gm.mean(), gm.std(ddof=1), gm.count()
         out[f"{m} ci95"] = t_ci95(out[f"{m} sd"], out[f"{m} n"])
+        bounds = metric(m).bounds
+        ci = gm.agg(lambda s: mean_interval(s.to_numpy(), bounds))
+        out[f"{m} ci_lo"], out[f"{m} ci_hi"] = [c[0] for c in ci], [c[1] for c in ci]
     out = out.reset_index()
     return out.drop(columns="_all") if "_all" in out else out
 

@@ -168,8 +168,9 @@ def _plot_table(st: pd.DataFrame, metric: str, r: A.Roles, facets: list[str]) ->
     t = _panels(st, facets)
     t["line"] = t.apply(lambda row: A.line_label(row, r.line), axis=1)
     t["x"] = t[r.x] if r.x else t["line"]
-    t = t.rename(columns={f"{metric} mean": "mean", f"{metric} ci95": "ci95", f"{metric} n": "n"})
-    keep = ["row", "col", "line", "x", "mean", "ci95", "n", "n_runs", "n_diverged"]
+    t = t.rename(columns={f"{metric} mean": "mean", f"{metric} ci95": "ci95", f"{metric} ci_lo": "ci_lo",
+                          f"{metric} ci_hi": "ci_hi", f"{metric} n": "n"})
+    keep = ["row", "col", "line", "x", "mean", "ci_lo", "ci_hi", "ci95", "n", "n_runs", "n_diverged"]
     extra = [c for c in t.columns if c not in keep and not c.startswith(metric)]
     return t[keep + extra]
 

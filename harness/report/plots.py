@@ -4,8 +4,8 @@ from as `<path>.csv`, and never calls show(). Which tables to draw is decided in
 Panels: a table's `row` and `col` columns (strings; "" when unused) place each point. With a
 single row the panels wrap, at most WRAP per line.
 
-    metric_plot  columns row, col, line, x, mean, ci95, n, n_runs, n_diverged
-                 mean +- ci95 per line (error bars), x numeric or categorical
+    metric_plot  columns row, col, line, x, mean, ci_lo, ci_hi (or ci95, a half-width), n, n_runs,
+                 n_diverged: the mean and its interval per line (error bars), x numeric or categorical
     curve_plot   columns row, col, line, step, median, q25, q75, n_runs
                  median over runs per line, the inter-quartile band shaded
     density_plot columns row, col, line, run_id, x, p, q (line `target p`: p's own rows)
@@ -165,7 +165,7 @@ def metric_plot(table: pd.DataFrame, path: Path, *, ylabel: str, xlabel: str, ti
                 pos = pos * 10 ** (nudge / max(span, 1e-12) * 0.5)
             else:
                 pos = pos + nudge
-            h = ax.errorbar(pos, d["mean"], yerr=d["ci95"].fillna(0), color=cmap[lab], marker="o", ms=4,
+            h = ax.errorbar(pos, d["mean"], yerr=_yerr(d), color=cmap[lab], marker="o", ms=4,
                             capsize=3, lw=1.6, elinewidth=1.1, label=lab)
             handles.setdefault(lab, h)
         if categorical:
@@ -181,12 +181,23 @@ def metric_plot(table: pd.DataFrame, path: Path, *, ylabel: str, xlabel: str, ti
     return path.with_suffix(".png")
 
 
+def _yerr(d: pd.DataFrame) -> np.ndarray:
+    """[2, n] distances below and above each mean: from ci_lo / ci_hi (an interval that keeps to
+    the metric's bounds), else a symmetric ci95 half-width; 0 where there is none."""
+    m = d["mean"].to_numpy(float)
+    if {"ci_lo", "ci_hi"} <= set(d.columns):
+        below, above = m - d["ci_lo"].to_numpy(float), d["ci_hi"].to_numpy(float) - m
+    else:
+        below = above = d["ci95"].to_numpy(float)
+    return np.nan_to_num(np.vstack([below, above]).clip(min=0))
+
+
 def _clip_y(ax, p: pd.DataFrame, bounds: tuple[float | None, float | None]) -> None:
     """Stops the y axis at a bound of the metric that an error bar crosses, with a small margin
     so that points on the bound stay visible."""
     lo_b, hi_b = bounds
-    ci = p["ci95"].fillna(0).to_numpy(float)
-    lo, hi = np.nanmin(p["mean"] - ci, initial=np.inf), np.nanmax(p["mean"] + ci, initial=-np.inf)
+    below, above = _yerr(p)
+    lo, hi = np.nanmin(p["mean"] - below, initial=np.inf), np.nanmax(p["mean"] + above, initial=-np.inf)
     if not np.isfinite(lo) or not np.isfinite(hi):
         return
     bottom, top = ax.get_ylim()

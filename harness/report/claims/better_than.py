@@ -6,7 +6,8 @@
 Holds when, at every x value of `at`, every `better` loss is better than every `worse` loss:
 the mean over seeds of their paired difference (runs of one seed share the data, outliers and
 init; stats.paired_difference) has a 95% t interval above 0; where the two sides do not have
-the same seeds, one run each, their means' 95% t intervals must lie apart instead. Does not
+the same seeds, one run each, their means' 95% intervals must lie apart instead (each mean's
+interval within the metric's bounds: stats.mean_interval). Does not
 hold when some `worse` loss is better in that sense at some x value; inconclusive otherwise.
 Example (classification under label noise):
 
@@ -26,11 +27,12 @@ import pandas as pd
 
 from harness.report.claims import (FAILS, HOLDS, UNSURE, ClaimError, Verdict, _as_list, _direction, _names,
                                    _prepare, _where_text, register, series, series_label, variants)
-from harness.report.claims.stats import paired_difference, t_ci95
+from harness.metric_table import metric as metric_info
+from harness.report.claims.stats import mean_interval, paired_difference
 
 METHOD = ("Comparisons at each x value: the mean over seeds of the paired difference (runs with the "
           "same seed share data, outliers and init), with its 95% t interval; where seeds do not pair, "
-          "the two means' 95% t intervals must lie apart.")
+          "the two means' 95% intervals (a bootstrap for bounded metrics, within their bounds) must lie apart.")
 
 
 @register("better_than", method=METHOD)
@@ -46,6 +48,7 @@ def better_than(runs: pd.DataFrame, claim: dict) -> Verdict:
     sub = _prepare(runs, claim, need_x=False)
     better, worse = variants(sub, better), variants(sub, worse)
     higher = _direction(claim)
+    bounds = metric_info(str(metric)).bounds
     if x is not None:
         xs = np.sort(pd.to_numeric(sub[x], errors="coerce").dropna().unique())
         at = [float(v) for v in _as_list(claim.get("at"))] or [float(v) for v in xs]
@@ -65,10 +68,9 @@ def better_than(runs: pd.DataFrame, claim: dict) -> Verdict:
                 y = rv[metric].to_numpy(float)
                 ok = np.isfinite(y)
                 n, mean = int(ok.sum()), float(y[ok].mean()) if ok.any() else np.nan
-                sd = float(y[ok].std(ddof=1)) if n >= 2 else np.nan
-                half = t_ci95(sd, n) if n >= 2 else np.nan
+                lo, hi = mean_interval(y[ok], bounds)      # within the metric's bounds
                 rows.append(dict(loss=label, role=role, at=v, n=n, n_dropped=int((~ok).sum()), mean=mean,
-                                 ci_lo=mean - half, ci_hi=mean + half))
+                                 ci_lo=lo, ci_hi=hi))
     t = pd.DataFrame(rows)
     if x is None:
         t = t.drop(columns="at")
