@@ -81,6 +81,11 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False, sync_check: bool 
     return st.collect(finals, time.perf_counter() - t0, keep_params)
 
 
+def _val(name: str) -> str:
+    """test/rmse -> val/rmse: the metric on the validation split."""
+    return "val/" + name[len("test/"):] if name.startswith("test/") else name
+
+
 @contextmanager
 def _no_sync(device: torch.device, on: bool):
     if on and device.type == "cuda":
@@ -224,6 +229,9 @@ class _Stack:
         facts = extras.facts(self)            # data facts: recorded for diverged runs too
         died = self.died.cpu().numpy()
         host = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in {**self.curves, **self.evals}.items()}
+        if self.datas[0].evaluated_on == "val":   # judged on a validation split (dataset.val_size): say so
+            host = {_val(k): v for k, v in host.items()}
+            finals = {_val(k): v for k, v in finals.items()}
         ls, es = np.array(self.log_steps), np.array(self.eval_steps)
         out: list[Any] = [None] * len(self.specs)
         params = {k: v.detach().cpu().numpy() for k, v in self.params.items()} if keep_params else None
@@ -234,7 +242,7 @@ class _Stack:
                 diverged = d <= self.steps
                 curves, final = {}, {}
                 for name, arr in host.items():
-                    st = ls if name in self.curves else es
+                    st = ls if name == "train/loss" else es
                     v = arr[:, u, k]
                     # a diverged run has no value after it stopped: NaN there (and for any inf), so
                     # its curves keep the sweep's length and say where the run ended

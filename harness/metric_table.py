@@ -129,6 +129,9 @@ class FamilyMetrics:
         return {}
 
 
+SPLITS = {"train": "training", "val": "validation"}   # a test metric on another split: train/rmse, val/rmse
+
+
 def metric(name: str) -> Metric:
     """The metric of that name: a known one, a test metric on the training split
     (`train/rmse`, train.eval_train: as `test/rmse`, on the training rows), or a bare entry for
@@ -136,9 +139,9 @@ def metric(name: str) -> Metric:
     if name in METRICS:
         return METRICS[name]
     split, _, rest = name.partition("/")
-    test = METRICS.get(f"test/{rest}") if split == "train" else None
+    test = METRICS.get(f"test/{rest}") if split in SPLITS else None
     if test is not None:
-        return Metric(name, test.label.replace("test ", "training ", 1), test.higher_is_better, test.bounds, test.curve)
+        return Metric(name, test.label.replace("test ", SPLITS[split] + " ", 1), test.higher_is_better, test.bounds, test.curve)
     return Metric(name, name)
 
 

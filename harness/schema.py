@@ -36,6 +36,8 @@ DIVERGED_STEP_TAG = "lossbench.diverged_step"  # diverged runs only
 CURVES_TAG = "lossbench.curves"        # tracking.curves=parquet: runs:/ URI of the file holding the run's curves
 STUDY_TAG = "lossbench.study"          # parent and runs: the study's name (a tour's runs: their part's)
 SWEEP_STATUS_TAG = "lossbench.sweep_status"  # parent, at the end: the status, lower case
+PHASE_TAG = "lossbench.phase"          # runs of a tuned protocol: tune | final
+PROTOCOL_TAG = "lossbench.protocol"    # parent of a study's sweep: shared | tuned
 
 # MLflow's own tags
 PARENT_TAG = "mlflow.parentRunId"

@@ -26,7 +26,8 @@ from harness.component import Section, coerce, require
 from harness.errors import ConfigError
 
 SECTIONS = ("loss", "dataset", "model", "optimizer", "regularization", "outliers", "train", "tracking")
-TOP = SECTIONS + ("seed", "device", "study")
+TOP = SECTIONS + ("seed", "device", "study", "phase")
+PHASES = (None, "tune", "final")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float64")
 
@@ -111,6 +112,7 @@ class RunSpec:
     study: Any = field(default=None, hash=False, compare=False)
     overrides: tuple[str, ...] = field(default=(), hash=False, compare=False)
     config_hash: str = ""
+    phase: str | None = field(default=None, compare=False)   # of a tuned protocol: tune | final
     # resolved by build_spec, from the components (not part of the identity: they follow from it)
     head: str = field(default="value", compare=False)       # harness/heads.py
     family: str = field(default="regression", compare=False)  # harness/metric_table.py
@@ -128,6 +130,8 @@ class RunSpec:
         out = {k: getattr(self, k) for k in ("loss", "dataset", "model", "optimizer", "regularization",
                                              "outliers", "train")}
         out.update(seed=self.seed, device=self.device, tracking=self.tracking)
+        if self.phase is not None:
+            out["phase"] = self.phase
         if self.study is not None:
             out["study"] = self.study
         return out
@@ -235,8 +239,10 @@ def build_spec(cfg: Mapping[str, Any], overrides: tuple[str, ...] = ()) -> RunSp
 
         optimum.check(loss_cls, model_cls, reg)
 
+    phase = cfg.get("phase")
+    require(phase in PHASES, "phase", phase, "null, tune or final (set by a study's tuned protocol)")
     spec_cfg = dict(loss=loss, dataset=dataset, model=model, optimizer=optimizer, regularization=reg,
-                    outliers=outl, train=train, seed=seed, device=device)
+                    outliers=outl, train=train, seed=seed, device=device, **({"phase": phase} if phase else {}))
     data_seed = seed if dataset.get("seed") is None else dataset["seed"]
     shape = data_cls.shape(dataset) or _loaded_shape(dataset, seed, data_seed, outl)   # file and data errors surface here
     b = train["batch_size"]
@@ -249,7 +255,7 @@ def build_spec(cfg: Mapping[str, Any], overrides: tuple[str, ...] = ()) -> RunSp
     outlier_tuple = (outl["kind"], outl["ratio"], outl["scale"])
     return RunSpec(loss=loss, dataset=dataset, model=model, optimizer=optimizer, regularization=reg,
                    outliers=outl, train=train, seed=seed, device=device, task=task.name, tracking=tracking,
-                   study=cfg.get("study"), overrides=tuple(overrides), config_hash=config_hash(spec_cfg),
+                   study=cfg.get("study"), overrides=tuple(overrides), config_hash=config_hash(spec_cfg), phase=phase,
                    head=head.name, family=head.family or task.family, n_features=shape.n_features,
                    rows=shape.n_train, test_rows=shape.n_test, n_classes=shape.n_classes,
                    out_dim=head.out_dim(shape.n_classes, model), stack=stack,

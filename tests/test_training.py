@@ -150,3 +150,35 @@ def test_lr_in_units_of_the_edge():
         assert [r.status for r in rel] == ["converged", "converged", "diverged"]
         for a, b in zip(rel, ab):
             np.testing.assert_allclose(a.curves["train/loss"][1], b.curves["train/loss"][1], rtol=1e-9, equal_nan=True)
+
+
+def test_a_validation_split_is_carved_from_the_training_rows_and_the_test_split_is_never_read():
+    """dataset.val_size: the run trains on the rest of the training rows and is judged on the
+    held-out ones (metrics val/...); poisoning every test target changes nothing in it."""
+    from harness.data import DATASETS
+
+    s = spec(*SMALL, "dataset.val_size=0.2", "train.steps=50")
+    d = load(s.dataset, s.seed, s.outlier_tuple())
+    full = load(spec(*SMALL, "train.steps=50").dataset, 0, ("none", 0.0, None))
+    assert d.evaluated_on == "val" and len(d.X_train) == 240 and len(d.X_test) == 60   # 20% of 300 training rows
+    (r,) = train([s])
+    assert "val/rmse" in r.final and not any(k.startswith("test/") for k in r.final)
+    cls = DATASETS.get("linear")
+    build = cls.build
+
+    def poisoned(section, seed):
+        t = build(section, seed)
+        t.y_test = t.y_test * 0 + 1e9
+        return t
+
+    import harness.data as D
+
+    try:
+        cls.build = classmethod(lambda c, section, seed: poisoned(section, seed))
+        D._prepared.cache_clear(), D._table.cache_clear()
+        (again,) = train([s])
+    finally:
+        cls.build = build
+        D._prepared.cache_clear(), D._table.cache_clear()
+    assert again.final == r.final
+    assert full.evaluated_on == "test"

@@ -48,7 +48,8 @@ class Dataset(Component):
     group = "dataset"
     task: ClassVar[str | None] = None
     # keys every dataset takes; subclasses extend with `schema = {**Dataset.schema, ...}`
-    schema: ClassVar[dict[str, Any]] = {"standardize": bool, "test_size": float, "seed": None}
+    # (val_size, shared by every data set, is in conf/config.yaml's dataset section)
+    schema: ClassVar[dict[str, Any]] = {"standardize": bool, "test_size": float, "seed": None, "val_size": float}
     card: ClassVar[str] = ""   # the dataset card in datasets/, relative to the repo root
     user_data: ClassVar[bool] = False   # the user brings the data (a file, an OpenML id): no defaults build it
 
@@ -76,6 +77,8 @@ class Dataset(Component):
     @classmethod
     def check(cls, s, group):
         require(0.0 < s["test_size"] < 1.0, f"{group}.test_size", s["test_size"], "a fraction in (0, 1)")
+        require(0.0 <= s["val_size"] < 1.0, f"{group}.val_size", s["val_size"],
+                "a fraction in [0, 1): the share of the training rows held out for validation (0: none)")
         if s["seed"] is not None:
             require(isinstance(s["seed"], int) and s["seed"] >= 0, f"{group}.seed", s["seed"], "null or an integer >= 0")
 
@@ -87,5 +90,5 @@ class Dataset(Component):
 def rng(seed: int, stream: str) -> np.random.Generator:
     """An independent generator per (seed, purpose), so that adding a use of randomness in one
     place never shifts the numbers drawn in another."""
-    streams = {"data": 0, "split": 1, "outliers": 2, "init": 3, "batches": 4, "extra": 5}
+    streams = {"data": 0, "split": 1, "outliers": 2, "init": 3, "batches": 4, "extra": 5, "validation": 6}
     return np.random.default_rng(np.random.SeedSequence([int(seed), streams[stream]]))

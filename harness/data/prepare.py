@@ -39,6 +39,7 @@ class Prepared:
     b_true: float | None = None
     name: str = ""
     source: str = ""
+    evaluated_on: str = "test"     # the split in X_test / y_test: "test", or "val" (dataset.val_size > 0)
     digest: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     extra_test: dict[str, Any] = field(default_factory=dict)
@@ -66,22 +67,30 @@ def robust_scale(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return center, scale
 
 
+def holdout(X: np.ndarray, y: np.ndarray, extra: dict, size: float, seed: int, stream: str, stratify: bool):
+    """(X, y, extra) of the kept rows and of the held-out ones: a seeded share `size` of the rows
+    (random stream `stream`), stratified by label where the task says (a class too rare to
+    stratify: a plain random split); per-row extras follow their rows."""
+    from sklearn.model_selection import train_test_split
+
+    n = len(y)
+    idx = np.arange(n)
+    r = int(rng(seed, stream).integers(2**31 - 1))
+    try:
+        tr, te = train_test_split(idx, test_size=size, random_state=r, stratify=y if stratify else None)
+    except ValueError:
+        tr, te = train_test_split(idx, test_size=size, random_state=r)
+    tr, te = np.sort(tr), np.sort(te)
+    pick = lambda d, i: {k: (v[i] if isinstance(v, np.ndarray) and len(v) == n else v) for k, v in d.items()}
+    return (X[tr], y[tr], pick(extra, tr)), (X[te], y[te], pick(extra, te))
+
+
 def split(table: Table, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict, dict]:
     if table.X_test is not None:
         return table.X, table.y, table.X_test, table.y_test, table.extra, table.extra_test
-    from sklearn.model_selection import train_test_split
-
-    n = len(table.y)
-    idx = np.arange(n)
-    stratify = table.y if TASKS.get(table.task).stratify else None
-    r = int(rng(seed, "split").integers(2**31 - 1))
-    try:
-        tr, te = train_test_split(idx, test_size=test_size, random_state=r, stratify=stratify)
-    except ValueError:  # a class too rare to stratify: fall back to a plain random split
-        tr, te = train_test_split(idx, test_size=test_size, random_state=r)
-    tr, te = np.sort(tr), np.sort(te)
-    pick = lambda d, i: {k: (v[i] if isinstance(v, np.ndarray) and len(v) == n else v) for k, v in d.items()}
-    return table.X[tr], table.y[tr], table.X[te], table.y[te], pick(table.extra, tr), pick(table.extra, te)
+    (X, y, e), (Xt, yt, et) = holdout(table.X, table.y, table.extra, test_size, seed, "split",
+                                      TASKS.get(table.task).stratify)
+    return X, y, Xt, yt, e, et
 
 
 def prepare(table: Table, *, name: str, section: dict[str, Any], seed: int,
@@ -89,6 +98,13 @@ def prepare(table: Table, *, name: str, section: dict[str, Any], seed: int,
     X, y, Xt, yt, extra, extra_test = split(table, section["test_size"], seed)
     kind, ratio, scale = outliers
     X, y, _ = inject(X, y, kind, ratio, scale, rng(seed, "outliers"), table.n_classes)
+    evaluated_on = "test"
+    if section.get("val_size"):
+        # tuning: the run is judged on a validation split carved from the (dirty) training rows,
+        # as a user's own tuning would be; the test split is dropped here, never seen
+        (X, y, extra), (Xt, yt, extra_test) = holdout(X, y, extra, section["val_size"], seed, "validation",
+                                                      TASKS.get(table.task).stratify)
+        evaluated_on = "val"
     d = X.shape[1]
     xc, xs = np.zeros(d), np.ones(d)
     yc, ys = 0.0, 1.0
@@ -105,6 +121,6 @@ def prepare(table: Table, *, name: str, section: dict[str, Any], seed: int,
     return Prepared(
         X_train=f(X), y_train=y, X_test=f(Xt), y_test=yt, task=table.task, n_classes=table.n_classes,
         x_scale=xs, y_center=yc, y_scale=ys, w_true=table.w_true, b_true=table.b_true,
-        name=name, source=table.source,
+        name=name, source=table.source, evaluated_on=evaluated_on,
         digest=hashlib.sha1(key.encode()).hexdigest()[:16], extra=extra, extra_test=extra_test,
     )

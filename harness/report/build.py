@@ -32,6 +32,8 @@ from harness.report import claims as C
 from harness.report import load as L
 from harness.report import plots
 from harness.report import render
+from harness.protocol import Tuning
+from harness.report import tuning as T
 from harness.report.figures import Figure, FigureContext, make_figures, study_figures
 from harness.schema import DIVERGED
 
@@ -40,11 +42,13 @@ MAX_TABLE_ROWS = 300
 
 @dataclass
 class Part:
-    """One study's share of the report: its study block, its runs, its files' prefix."""
+    """One study's share of the report: its study block, its runs (of a tuned study: phase 2's),
+    its files' prefix, and a tuned study's phase-1 runs."""
 
     study: dict
     runs: pd.DataFrame
     prefix: str = ""
+    tune: pd.DataFrame | None = None
 
     @property
     def name(self) -> str:
@@ -80,13 +84,17 @@ def build_report(uri: str = "sqlite:///mlflow.db", experiment: str = "lossbench"
         pctx = FigureContext(ctx.out, ctx.curves, ctx.artifact, p.prefix)
         figs = (make_figures(p.runs, folder, ctx.curves, ctx.artifact, prefix=p.prefix) + study_figures(p.runs, p.study, pctx)
                 if len(p.runs) else [])
+        if p.tune is not None and len(p.tune):
+            figs = [f for f in [T.tuning_figure(p.tune, Tuning.of(p.study), pctx)] if f is not None] + figs
         results.append((p, figs, check_claims(p.runs, p.study, ctx.curves)))
     _claims_csv(results, folder)
+    survival = {p.name: _survival(client, sw, p, verdicts) for p, _, verdicts in results if len(parts) == 1}
     blocks = header_blocks(sw, runs, summ, parts)
     if len(parts) > 1:
         blocks += overview_blocks(results)
     for p, figs, verdicts in results:
         blocks += part_blocks(p, figs, verdicts, folder, level=3 if len(parts) > 1 else 2)
+        blocks += survival.get(p.name) or []
     blocks.append(("p", "Files: `summary.csv` (per setting: mean, sd, 95% CI half-width per metric), `runs.csv` "
                         "(one row per run), and a CSV beside each figure with the numbers it shows."))
     title = f"lossbench report — {experiment} / {sw.sweep_id}"
@@ -123,9 +131,40 @@ def description(sw: L.Sweep, runs: pd.DataFrame, results, folder: Path) -> str:
 def _parts(sw: L.Sweep, runs: pd.DataFrame) -> list[Part]:
     study = sw.study or {}
     if not study.get("parts"):
-        return [Part(study, runs)]
-    col = runs["study"] if "study" in runs else pd.Series("", index=runs.index)
-    return [Part(p, runs[col == p["name"]].reset_index(drop=True), f"{_safe(p['name'])}_") for p in study["parts"]]
+        parts = [Part(study, runs)]
+    else:
+        col = runs["study"] if "study" in runs else pd.Series("", index=runs.index)
+        parts = [Part(p, runs[col == p["name"]].reset_index(drop=True), f"{_safe(p['name'])}_") for p in study["parts"]]
+    for p in parts:
+        if Tuning.of(p.study) is not None:        # compare the losses at their chosen settings
+            p.tune, p.runs = T.split(p.runs)
+    return parts
+
+
+def _survival(client, sw: L.Sweep, p: Part, verdicts) -> list:
+    """For a study with a `tune` block: its verdicts beside those of the newest sweep of the same
+    study under the other protocol, when the experiment holds one (else how to run it)."""
+    if not verdicts or not p.study.get("tune"):
+        return []
+    this = "tuned" if Tuning.of(p.study) is not None else "shared"
+    that = "shared" if this == "tuned" else "tuned"
+    other = L.counterpart(client, sw, p.name, that)
+    b: list = [("h", 2, "Do the verdicts survive tuning?")]
+    if other is None:
+        cmd = f"python -m harness -m +experiment={p.name} study.protocol={that}"
+        return b + [("p", f"No {that}-protocol sweep of {p.name} in this experiment yet: `{cmd}` runs one (each loss "
+                          f"at {'its own tuned setting' if that == 'tuned' else 'the shared setting'}); this report "
+                          "then compares the verdicts.")]
+    runs = L.runs_table(client, other)
+    if that == "tuned":
+        runs = T.split(runs)[1]
+    sources = dict(zip(runs["run_id"], runs["curves"])) if "curves" in runs else {}
+    theirs = check_claims(runs, p.study, lambda ids, key: L.curves(client, ids, key, sources))
+    rows = T.survival_rows(verdicts, theirs, f"{this} (this sweep)", f"{that} (sweep {other.sweep_id})")
+    same = int((rows["same"] == "yes").sum())
+    return b + [("p", f"{same} of {len(rows)} verdicts are the same under the {that} protocol "
+                      f"(sweep `{other.sweep_id}`: {'each loss at its own tuned setting, new seeds' if that == 'tuned' else 'one shared setting'})."),
+                ("table", rows)]
 
 
 def check_claims(runs: pd.DataFrame, study: dict | None, curves=None) -> list[tuple[dict, C.Verdict]]:
@@ -219,6 +258,17 @@ def part_blocks(p: Part, figs: list[Figure], verdicts, folder: Path, level: int 
         b.append(("h", 2, p.name))
     if study.get("question"):
         b += [("h", level, "Question"), ("p", str(study["question"]))]
+    tuning = Tuning.of(study)
+    if tuning is not None and p.tune is not None:
+        ch = T.chosen(p.tune, tuning)
+        b += [("h", level, "Protocol: each loss at its own tuned setting"),
+              ("p", f"Phase 1 ({len(p.tune)} runs, seeds {', '.join(map(str, tuning.seeds))}) tuned "
+                    f"{', '.join(tuning.keys)} on a validation split of {tuning.val_size:g} of the training rows (the "
+                    f"test split unread); phase 2 ({len(runs)} runs, new seeds {', '.join(map(str, tuning.final_seeds))}) "
+                    "reran each loss at its chosen setting on the whole training split: the claims, figures and "
+                    "table below are phase 2's, on the test split. Chosen settings:")]
+        if len(ch):
+            b.append(("table", ch))
     if verdicts:
         b.append(("h", level, "Claims"))
         for claim, v in verdicts:

@@ -193,9 +193,10 @@ def _over_seeds(seeds: int) -> str:
 def _interval_note(seeds: int) -> str:
     if seeds <= 1:
         return "One seed per setting: points are single runs, without error bars."
-    note = "Error bars: t interval over seeds"
+    note = ("Error bars: 95% interval of the mean over seeds (a bootstrap within the metric's bounds where it has "
+            "them, else a t interval)")
     if seeds == 2:
-        note += " (with 2 seeds t = 12.7, so the bars are wide by construction)"
+        note += " (with 2 seeds a t interval has t = 12.7, and a bootstrap sees only the two values)"
     return note + "."
 
 

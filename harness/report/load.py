@@ -41,6 +41,7 @@ TAG_COLUMNS = {
     "diverged_step": S.DIVERGED_STEP_TAG,
     "curves": S.CURVES_TAG,           # tracking.curves=parquet: the Parquet artifact holding the run's curves
     "study": S.STUDY_TAG,             # the study the run belongs to (a tour holds several)
+    "phase": S.PHASE_TAG,             # a tuned protocol's phase: tune | final
 }
 ID_COLUMNS = ["run_id", *TAG_COLUMNS]
 
@@ -97,6 +98,21 @@ def find_sweep(client, uri: str, experiment: str, sweep: str | None = None) -> S
     tags = dict(run.data.tags)
     return Sweep(run_id=run.info.run_id, sweep_id=tags.get(SWEEP_TAG, run.info.run_id), experiment=experiment,
                  experiment_id=eid, uri=uri, params=dict(run.data.params), tags=tags,
+                 study=read_study(client, run.info.run_id))
+
+
+def counterpart(client, sweep: Sweep, study: str, protocol: str) -> Sweep | None:
+    """The newest finished sweep of the same study under the other protocol (shared <-> tuned)
+    in the sweep's experiment, or None."""
+    q = (f"tags.`{KIND_TAG}` = '{S.KIND_SWEEP}' and tags.`{STUDY_TAG}` = '{_quote(study)}' and "
+         f"tags.`{S.PROTOCOL_TAG}` = '{_quote(protocol)}' and tags.`{S.SWEEP_STATUS_TAG}` = 'finished'")
+    found = client.search_runs([sweep.experiment_id], q, order_by=["attributes.start_time DESC"], max_results=1)
+    if not found:
+        return None
+    run = found[0]
+    tags = dict(run.data.tags)
+    return Sweep(run_id=run.info.run_id, sweep_id=tags.get(SWEEP_TAG, run.info.run_id), experiment=sweep.experiment,
+                 experiment_id=sweep.experiment_id, uri=sweep.uri, params=dict(run.data.params), tags=tags,
                  study=read_study(client, run.info.run_id))
 
 

@@ -69,7 +69,8 @@ class DatasetRecord:
 
 
 def dataset_records(result: "RunResult") -> list[tuple[DatasetRecord, str]]:
-    """MLflow dataset entities for the run's train and test splits (context tag value)."""
+    """MLflow dataset entities for the run's train and evaluation splits (test, or val for a
+    tuning run), with the context tag value."""
     import mlflow.data
     from mlflow.data.code_dataset_source import CodeDatasetSource
 
@@ -77,7 +78,7 @@ def dataset_records(result: "RunResult") -> list[tuple[DatasetRecord, str]]:
     if d is None:
         return []
     out = []
-    for split, X, y in (("train", d.X_train, d.y_train), ("test", d.X_test, d.y_test)):
+    for split, X, y in (("train", d.X_train, d.y_train), (d.evaluated_on, d.X_test, d.y_test)):
         src = CodeDatasetSource({S.DATASET_SOURCE_KEY: d.name, "source": d.source})
         ds = mlflow.data.from_numpy(X, targets=y, source=src, name=f"{d.name}-{split}", digest=f"{d.digest}{split[:2]}")
         e = ds._to_mlflow_entity()
@@ -105,6 +106,8 @@ def build_record(r: "RunResult", parent_id: str | None, sweep_id: str, in_metric
         tags[S.DIVERGED_STEP_TAG] = str(r.diverged_step)
     if parent_id:
         tags[S.PARENT_TAG] = parent_id
+    if r.spec.phase:
+        tags[S.PHASE_TAG] = r.spec.phase
     if isinstance(r.spec.study, dict) and r.spec.study.get("name"):
         tags[S.STUDY_TAG] = str(r.spec.study["name"])      # which study (a tour holds several)
     steps = r.spec.train["steps"]
