@@ -760,3 +760,43 @@ def test_intervals_respect_the_metrics_bounds():
     runs = pd.DataFrame({"loss.name": ["a"] * 5, "seed": range(5), "status": "converged", "test/kl": kl})
     s = A.stats(runs, ["loss.name"], ["test/kl"])
     assert s.at[0, "test/kl ci_lo"] >= 0 and s.at[0, "test/kl mean"] - s.at[0, "test/kl ci95"] < 0
+
+
+def test_capped_panels_keep_every_row():
+    from harness.report.figures import MAX_PANELS, _cap_panels
+
+    t = pd.DataFrame([{"row": r, "col": f"c{c}", "line": "x"} for r in ("a", "b") for c in range(9)])
+    shown, note = _cap_panels(t)
+    assert set(shown["row"]) == {"a", "b"} and shown["col"].nunique() == MAX_PANELS // 2 and "12 of 18" in note
+
+
+def test_curves_read_in_one_query_equal_the_metric_history_and_are_remembered(tmp_path):
+    """From an SQL store, L.curves reads histories in bulk (tracking/sql.py: read_history) with
+    the same rows as MLflow's get_metric_history; build.remembered fetches each (run, key) once."""
+    from mlflow.tracking import MlflowClient
+
+    from harness.report import load as L
+    from harness.report.build import remembered
+    from harness.tracking.sql import store_of
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    client = MlflowClient(uri)
+    eid = client.create_experiment("x")
+    ids = []
+    for k in range(3):
+        rid = client.create_run(eid).info.run_id
+        for s in range(5):
+            client.log_metric(rid, "train/loss", float("nan") if (k, s) == (1, 2) else 1.0 / (1 + s + k), step=s)
+        ids.append(rid)
+    assert store_of(client) is not None
+    bulk = L.curves(client, ids, "train/loss")
+    slow = pd.DataFrame([(rid, m.step, m.value) for rid in ids for m in client.get_metric_history(rid, "train/loss")],
+                        columns=["run_id", "step", "value"]).sort_values(["run_id", "step"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(bulk, slow.astype({"step": "int64"}))
+    assert bulk["value"].isna().sum() == 1
+    calls = []
+    fetch = remembered(lambda ids_, key: calls.append(list(ids_)) or L.curves(client, ids_, key))
+    a = fetch(ids[:2], "train/loss")
+    b = fetch(ids, "train/loss")
+    assert calls == [ids[:2], ids[2:]] and len(a) == 10 and len(b) == 15
+    pd.testing.assert_frame_equal(b, bulk)

@@ -75,7 +75,7 @@ def build_report(uri: str = "sqlite:///mlflow.db", experiment: str = "lossbench"
     summ.to_csv(folder / "summary.csv", index=False)
 
     sources = dict(zip(runs["run_id"], runs["curves"])) if "curves" in runs else {}
-    ctx = FigureContext(folder, lambda ids, key: L.curves(client, ids, key, sources),
+    ctx = FigureContext(folder, remembered(lambda ids, key: L.curves(client, ids, key, sources)),
                         lambda run_id, name: L.artifact_text(client, run_id, name))
     plots.reset_colors()  # one colour per series across the report's figures
     parts = _parts(sw, runs)
@@ -126,6 +126,26 @@ def description(sw: L.Sweep, runs: pd.DataFrame, results, folder: Path) -> str:
         lines.append("")
     lines.append(f"Report: `{(folder / 'index.html').resolve()}`, also in this run's artifacts under `report/`.")
     return "\n".join(lines)
+
+
+def remembered(fetch):
+    """`fetch(run_ids, key)` (the long table run_id, step, value) with a memory: a run's history
+    of one metric is read from MLflow once per report, however many claims and figures ask."""
+    seen: dict[tuple[str, str], pd.DataFrame] = {}
+
+    def curves(run_ids, key: str) -> pd.DataFrame:
+        ids = list(dict.fromkeys(str(i) for i in run_ids))
+        new = [i for i in ids if (i, key) not in seen]
+        if new:
+            got = fetch(new, key)
+            by = {str(rid): g for rid, g in got.groupby("run_id", sort=False)} if len(got) else {}
+            for i in new:
+                seen[(i, key)] = by.get(i, got.iloc[0:0])
+        parts = [seen[(i, key)] for i in ids]
+        out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["run_id", "step", "value"])
+        return out.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
+
+    return curves
 
 
 def _parts(sw: L.Sweep, runs: pd.DataFrame) -> list[Part]:

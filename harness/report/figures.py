@@ -179,8 +179,13 @@ def _cap_panels(t: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     keys = list(dict.fromkeys(zip(t["row"], t["col"])))
     if len(keys) <= MAX_PANELS:
         return t, ""
-    shown = set(keys[:MAX_PANELS])
-    note = f" Showing {MAX_PANELS} of {len(keys)} panels; every group is in summary.csv."
+    rows, cols = list(dict.fromkeys(t["row"])), list(dict.fromkeys(t["col"]))
+    if rows != [""] and len(rows) <= MAX_PANELS:   # a rows x columns grid: every row, its first columns
+        keep = set(cols[:MAX_PANELS // len(rows)])
+        shown = {k for k in keys if k[1] in keep}
+    else:
+        shown = set(keys[:MAX_PANELS])
+    note = f" Showing {len(shown)} of {len(keys)} panels; every group is in summary.csv."
     return t[[k in shown for k in zip(t["row"], t["col"])]], note
 
 
@@ -325,3 +330,4 @@ def _slug(s: str) -> str:
 
 
 from harness.report import density  # noqa: E402,F401  (registers the density figure)
+from harness.report import training_figures  # noqa: E402,F401  (registers the study figure loss_and_metrics)

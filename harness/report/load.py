@@ -175,12 +175,11 @@ def curves(client, run_ids: list[str], key: str = "train/loss",
            sources: dict[str, str | None] | None = None) -> pd.DataFrame:
     """Long table of one metric's history: run_id, step, value. Runs written with
     tracking.curves=parquet (`sources[run_id]` = their lossbench.curves tag, a runs:/ URI) are read
-    from that file, downloaded once per file; the others from MLflow's metric history, one call
-    per run."""
+    from that file, downloaded once per file; the others from MLflow's metric history: from an
+    SQL store in one query per few hundred runs, else one call per run."""
     sources = sources or {}
     cols = ["run_id", "step", "value"]
-    rows = [(rid, m.step, m.value) for rid in run_ids if not _present(sources.get(rid))
-            for m in client.get_metric_history(rid, key)]
+    rows = _histories(client, [rid for rid in run_ids if not _present(sources.get(rid))], key)
     frames = [pd.DataFrame(rows, columns=cols)]
     files: dict[str, list[str]] = {}
     for rid in run_ids:
@@ -194,6 +193,18 @@ def curves(client, run_ids: list[str], key: str = "train/loss",
     out = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
     out = out.astype({"run_id": str, "step": "int64", "value": "float64"})
     return out.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
+
+
+def _histories(client, run_ids: list[str], key: str) -> list[tuple[str, int, float]]:
+    """(run_id, step, value) of every logged value of `key` for these runs (NaN as NaN): from an
+    SQL store in one query per few hundred runs (tracking/sql.py: read_history), else through
+    the client, one call per run."""
+    from harness.tracking.sql import read_history, store_of
+
+    store = store_of(client) if run_ids and hasattr(client, "_tracking_client") else None
+    if store is None:
+        return [(rid, m.step, m.value) for rid in run_ids for m in client.get_metric_history(rid, key)]
+    return read_history(store, list(run_ids), key)
 
 
 _CURVE_FILES: dict[tuple[str, str], pd.DataFrame] = {}

@@ -55,6 +55,13 @@ def colors(labels: list[str]) -> dict[str, str]:
     return got
 
 
+def same_color(label: str, as_label: str) -> None:
+    """Gives `label` the colour `as_label` has (or gets) in this report: a series renamed in
+    one figure keeps its colour."""
+    colors([as_label])
+    _ASSIGNED.setdefault(label, _ASSIGNED[as_label])
+
+
 def _grid(table: pd.DataFrame) -> tuple[list[tuple[str, str]], int, int]:
     """Panel keys in drawing order, and the grid shape."""
     rows = list(dict.fromkeys(table["row"]))
@@ -208,14 +215,20 @@ def _clip_y(ax, p: pd.DataFrame, bounds: tuple[float | None, float | None]) -> N
         ax.set_ylim(top=hi_b + pad)
 
 
-def curve_plot(table: pd.DataFrame, path: Path, *, ylabel: str, title: str, log_y: bool | None = None) -> Path:
+def curve_plot(table: pd.DataFrame, path: Path, *, ylabel: str, title: str, log_y: bool | None = None,
+               sharey: bool | str | None = None, log_x: bool = False) -> Path:
     """Median curve per loss (inter-quartile band shaded), one panel per facet value; log y axis
-    when `log_y`, or by default when every value is positive."""
+    when `log_y`, or by default when every value is positive. `sharey` (default: one y scale per
+    grid row) False where the panels of a row show different quantities. `log_x`: steps on a
+    symmetric log axis, linear up to the first step after 0 (so step 0 stays on the axis), for
+    curves whose early steps and long tail both matter."""
     path = Path(path)
     table.to_csv(path.with_suffix(".csv"), index=False)
     keys, nrows, ncols = _grid(table)
     # panels side by side are the same scenario at other ratios: one y scale per grid row
-    fig, axes = _figure(nrows, ncols, w=3.6, h=2.8, sharey=True if table["row"].eq("").all() else "row")
+    if sharey is None:
+        sharey = True if table["row"].eq("").all() else "row"
+    fig, axes = _figure(nrows, ncols, w=3.6, h=2.8, sharey=sharey)
     lines = list(dict.fromkeys(table["line"]))
     cmap = colors(lines)
     handles = {}
@@ -239,7 +252,14 @@ def curve_plot(table: pd.DataFrame, path: Path, *, ylabel: str, title: str, log_
             _log_labels(ax)
         from matplotlib.ticker import MaxNLocator
 
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # steps are whole numbers
+        if log_x:
+            after = table["step"][table["step"] > 0]
+            from matplotlib.ticker import FuncFormatter
+
+            ax.set_xscale("symlog", linthresh=float(after.min()) if len(after) else 1.0, linscale=0.5)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # steps are whole numbers
         _label_panel(ax, i, keys[i], nrows, ncols, len(keys), "step", ylabel)
         ax.grid(alpha=0.3, which="both" if positive else "major")
     _finish(fig, handles, title, path)

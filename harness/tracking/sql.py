@@ -21,6 +21,24 @@ def store_of(client):
     return store if isinstance(store, SqlAlchemyStore) else None
 
 
+def read_history(store, run_ids: list[str], key: str, chunk: int = 500) -> list[tuple[str, int, float]]:
+    """(run_id, step, value) of every logged value of metric `key` for these runs, as MLflow's
+    get_metric_history gives them (is_nan as NaN; ordered by run, timestamp, step, value), read
+    in one SELECT of those columns per `chunk` runs (SQLite binds at most 999 parameters) rather
+    than one call per run: ~20x faster for hundreds of runs."""
+    from mlflow.store.tracking.dbmodels.models import SqlMetric
+    from sqlalchemy import select
+
+    m, out = SqlMetric, []
+    with store.ManagedSessionMaker() as session:
+        for i in range(0, len(run_ids), chunk):
+            q = (select(m.run_uuid, m.step, m.value, m.is_nan)
+                 .where(m.key == key, m.run_uuid.in_(run_ids[i:i + chunk]))
+                 .order_by(m.run_uuid, m.timestamp, m.step, m.value))
+            out += [(rid, int(step), float("nan") if nan else float(v)) for rid, step, v, nan in session.execute(q)]
+    return out
+
+
 def write(store, experiment_id: str, artifact_location: str, records: list[dict[str, Any]], client) -> None:
     """Writes the records (records.build_record) of a batch of runs in one transaction."""
     from mlflow.store.tracking.dbmodels.models import (SqlDataset, SqlInput, SqlInputTag,

@@ -42,6 +42,12 @@ Checks (each module's doc has the details; the statistics are in stats.py):
                   the baseline x clearly less than the reference
   better_than     better: loss(es), worse: loss(es), at: x values: better at each of them, by
                   the paired difference over seeds (or the means' intervals apart)
+  keeps_falling   (curves) metric, loss, tol, min_fall, share: after the metric stops improving
+                  the loss keeps falling, in most runs (Clopper-Pearson interval of the share)
+  ranks_disagree  metric, loss, within, min_flips: rankings of comparable runs by final loss and
+                  by the metric flip in at least min_flips of the pairs (Kendall's tau per group)
+  does_not_move   (curves) losses, learners: zero gradient, constant loss and metric from the
+                  initial model for `losses`; `learners` learn
 """
 from __future__ import annotations
 
@@ -240,3 +246,6 @@ from harness.report.claims import slope_greater  # noqa: E402,F401
 from harness.report.claims import slopes_similar  # noqa: E402,F401
 from harness.report.claims import degrades_alike  # noqa: E402,F401
 from harness.report.claims import better_than  # noqa: E402,F401
+from harness.report.claims import keeps_falling  # noqa: E402,F401
+from harness.report.claims import ranks_disagree  # noqa: E402,F401
+from harness.report.claims import does_not_move  # noqa: E402,F401
