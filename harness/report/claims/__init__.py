@@ -42,6 +42,12 @@ Checks (each module's doc has the details; the statistics are in stats.py):
                   the baseline x clearly less than the reference
   better_than     better: loss(es), worse: loss(es), at: x values: better at each of them, by
                   the paired difference over seeds (or the means' intervals apart)
+  trend           metric (minus: a second metric), x, direction, panels: falls (rises) with x in
+                  every panel, the slope's bootstrap CI apart from 0
+  interior_optimum  x, by, small: [levels], large: [levels], tolerance: the best x is interior with
+                  a clear paired gain over the smallest x at the small levels, gains < tolerance at the large
+  better_at_best  better: entry, worse: entry, over, select_by, by, at: each side at its own best
+                  setting of `over`, better on the metric by the paired difference over seeds
 """
 from __future__ import annotations
 
@@ -224,3 +230,6 @@ from harness.report.claims import slope_greater  # noqa: E402,F401
 from harness.report.claims import slopes_similar  # noqa: E402,F401
 from harness.report.claims import degrades_alike  # noqa: E402,F401
 from harness.report.claims import better_than  # noqa: E402,F401
+from harness.report.claims import trend  # noqa: E402,F401
+from harness.report.claims import interior_optimum  # noqa: E402,F401
+from harness.report.claims import better_at_best  # noqa: E402,F401
