@@ -460,7 +460,7 @@ def test_a_tour_names_studies_and_shrinks_their_grids(name):
 def test_study_grid_validates_and_its_claims_use_known_checks(name):
     """Each study opens with its command, every value of its grid composes into a valid run
     (one value at a time, the rest at their first value), and every claim names a registered
-    check and losses that the grid sweeps."""
+    check and losses (or mappings of params) that the grid sweeps."""
     from hydra import compose as hcompose
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
@@ -497,5 +497,11 @@ def test_study_grid_validates_and_its_claims_use_known_checks(name):
         assert claim["check"] in CHECKS, claim["id"]
         named = [claim.get(k) for k in ("larger", "smaller", "losses", "reference", "better", "worse")]
         for entry in [e for v in named if v is not None for e in (v if isinstance(v, list) else [v])]:
-            loss = entry["loss.name"] if isinstance(entry, dict) else entry
-            assert loss in swept, f"{claim['id']}: {loss} is not swept"
+            if not isinstance(entry, dict):
+                assert entry in swept, f"{claim['id']}: {entry} is not swept"
+                continue
+            # a mapping of params ({loss.name: triplet, loss.mining: hard}, {regularization.kind: l1}):
+            # each param the grid sweeps must take that value there
+            for key, value in entry.items():
+                values = swept if key == "loss.name" else grid.get(key)
+                assert values is None or str(value) in {str(v) for v in values}, f"{claim['id']}: {key}={value} is not swept"

@@ -27,14 +27,39 @@ def _sklearn(loader: str):
 
 class Diabetes(Dataset):
     """scikit-learn's bundled diabetes data: 442 patients, 10 baseline features, disease
-    progression after one year (Efron et al. 2004)."""
+    progression after one year (Efron et al. 2004).
+
+    `train_rows` null (default): the seeded split as for any public set (prepare.split). An
+    integer k: the same split, then only k training rows, a random subset drawn by stream
+    "data" (unused otherwise: the data are fixed) as the first k of one permutation, so the
+    subsets of one seed are nested (22 rows lie inside 44); the test split is the same rows
+    at every k. For studies of the training-set size on public data."""
 
     name, task, card = "diabetes", "regression", "datasets/diabetes.md"
+    schema = {**Dataset.schema, "train_rows": None}
+
+    @classmethod
+    def check(cls, s, group):
+        super().check(s, group)
+        k = s["train_rows"]
+        require(k is None or (isinstance(k, int) and not isinstance(k, bool) and k >= 2), f"{group}.train_rows", k,
+                "null (the whole training split) or an integer >= 2")
 
     @classmethod
     def build(cls, s, seed):
         X, y = _sklearn("load_diabetes")
-        return Table(X=X, y=y.astype(np.float64), task="regression", source="sklearn:load_diabetes")
+        t = Table(X=X, y=y.astype(np.float64), task="regression", source="sklearn:load_diabetes")
+        k = s["train_rows"]
+        if k is None:
+            return t
+        from harness.data.prepare import split
+
+        X, y, Xt, yt, _, _ = split(t, s["test_size"], seed)
+        require(k <= len(X), "dataset.train_rows", k, f"at most the training split's {len(X)} rows "
+                                                      f"(test_size={s['test_size']})")
+        keep = np.sort(rng(seed, "data").permutation(len(X))[:k])
+        return Table(X=X[keep], y=y[keep], X_test=Xt, y_test=yt, task="regression",
+                     source=f"sklearn:load_diabetes, {k} training rows")
 
 
 class _SklearnClasses(Dataset):

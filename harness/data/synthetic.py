@@ -28,10 +28,17 @@ class Linear(Synthetic):
         w* ~ N(0, I_d),  b* = 0
         y = x . w* + noise * e,  e ~ N(0, 1)
 
+    `nonzero` null (default): every w*_j as drawn. An integer k (0 <= k <= d): a sparse truth,
+    w*_j as drawn for j < k and exactly 0 for j >= k (the first k features carry the signal;
+    with correlation 0 the features are exchangeable, so which k does not matter). The same
+    numbers are drawn in the same order either way, so X and e are those of the dense draw
+    and only w* (hence y) differs.
+
     A fresh draw per data seed; the test split (n_test rows) is drawn clean."""
 
     name, task, card = "linear", "regression", "datasets/linear.md"
-    schema = {**Dataset.schema, "n_train": int, "n_test": int, "d": int, "noise": float, "correlation": float}
+    schema = {**Dataset.schema, "n_train": int, "n_test": int, "d": int, "noise": float, "correlation": float,
+              "nonzero": None}
 
     @classmethod
     def check(cls, s, group):
@@ -40,6 +47,9 @@ class Linear(Synthetic):
             require(s[k] >= 1, f"{group}.{k}", s[k], "an integer >= 1")
         require(s["noise"] >= 0, f"{group}.noise", s["noise"], "a number >= 0")
         require(-1 < s["correlation"] < 1, f"{group}.correlation", s["correlation"], "a number in (-1, 1)")
+        k = s["nonzero"]
+        require(k is None or (isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= s["d"]),
+                f"{group}.nonzero", k, f"null (every weight nonzero) or an integer in [0, d={s['d']}]")
 
     @classmethod
     def build(cls, s, seed):
@@ -49,6 +59,8 @@ class Linear(Synthetic):
         cov = s["correlation"] ** np.abs(i[:, None] - i[None, :])
         X = g.standard_normal((n, d)) @ np.linalg.cholesky(cov).T
         w = g.standard_normal(d)
+        if s["nonzero"] is not None:
+            w[s["nonzero"]:] = 0.0
         y = X @ w + s["noise"] * g.standard_normal(n)
         k = s["n_train"]
         return Table(X=X[:k], y=y[:k], X_test=X[k:], y_test=y[k:], task="regression",

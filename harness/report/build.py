@@ -12,8 +12,9 @@ Writes `<out>/<experiment>/<sweep_id>/`:
 and attaches the folder to the sweep's parent run as artifacts under `report/`.
 
 A sweep of one study reports it whole: its question, its claims with their verdicts, figures
-(the families', its tasks', and those the study names under `figures:`), the table of final
-metrics. A study made of parts (the tour: `study.parts`) opens with a table of every claim of
+(the families', its tasks', and those the study names under `figures:`; `default_figures:
+false` keeps only the study's own, for a study whose axes are not loss x outlier ratio), the
+table of final metrics. A study made of parts (the tour: `study.parts`) opens with a table of every claim of
 every part, its verdict, the number that decides it and a link to its part's section; then a
 section per part, built from that part's runs alone (tag lossbench.study), file names
 prefixed by the part's name.
@@ -82,8 +83,9 @@ def build_report(uri: str = "sqlite:///mlflow.db", experiment: str = "lossbench"
     results = []
     for p in parts:
         pctx = FigureContext(ctx.out, ctx.curves, ctx.artifact, p.prefix)
-        figs = (make_figures(p.runs, folder, ctx.curves, ctx.artifact, prefix=p.prefix) + study_figures(p.runs, p.study, pctx)
-                if len(p.runs) else [])
+        default = p.study.get("default_figures", True)   # false: a study whose axes are not loss x outlier ratio
+        figs = (((make_figures(p.runs, folder, ctx.curves, ctx.artifact, prefix=p.prefix) if default else [])
+                 + study_figures(p.runs, p.study, pctx)) if len(p.runs) else [])
         if p.tune is not None and len(p.tune):
             figs = [f for f in [T.tuning_figure(p.tune, Tuning.of(p.study), pctx)] if f is not None] + figs
         results.append((p, figs, check_claims(p.runs, p.study, ctx.curves)))

@@ -48,6 +48,12 @@ Checks (each module's doc has the details; the statistics are in stats.py):
                   by the metric flip in at least min_flips of the pairs (Kendall's tau per group)
   does_not_move   (curves) losses, learners: zero gradient, constant loss and metric from the
                   initial model for `losses`; `learners` learn
+  trend           metric (minus: a second metric), x, direction, panels: falls (rises) with x in
+                  every panel, the slope's bootstrap CI apart from 0
+  interior_optimum  x, by, small: [levels], large: [levels], tolerance: the best x is interior with
+                  a clear paired gain over the smallest x at the small levels, gains < tolerance at the large
+  better_at_best  better: entry, worse: entry, over, select_by, by, at: each side at its own best
+                  setting of `over`, better on the metric by the paired difference over seeds
 """
 from __future__ import annotations
 
@@ -249,3 +255,6 @@ from harness.report.claims import better_than  # noqa: E402,F401
 from harness.report.claims import keeps_falling  # noqa: E402,F401
 from harness.report.claims import ranks_disagree  # noqa: E402,F401
 from harness.report.claims import does_not_move  # noqa: E402,F401
+from harness.report.claims import trend  # noqa: E402,F401
+from harness.report.claims import interior_optimum  # noqa: E402,F401
+from harness.report.claims import better_at_best  # noqa: E402,F401
