@@ -12,7 +12,8 @@ Writes `<out>/<experiment>/<sweep_id>/`:
 and attaches the folder to the sweep's parent run as artifacts under `report/`.
 
 A sweep of one study reports it whole: its question, its claims with their verdicts, figures
-(the families', its tasks', and those the study names under `figures:`), the table of final
+(the families', its tasks', and those the study names under `figures:`; only the latter with
+`family_figures: false`), the table of final
 metrics. A study made of parts (the tour: `study.parts`) opens with a table of every claim of
 every part, its verdict, the number that decides it and a link to its part's section; then a
 section per part, built from that part's runs alone (tag lossbench.study), file names
@@ -78,8 +79,9 @@ def build_report(uri: str = "sqlite:///mlflow.db", experiment: str = "lossbench"
     results = []
     for p in parts:
         pctx = FigureContext(ctx.out, ctx.curves, ctx.artifact, p.prefix)
-        figs = (make_figures(p.runs, folder, ctx.curves, ctx.artifact, prefix=p.prefix) + study_figures(p.runs, p.study, pctx)
-                if len(p.runs) else [])
+        family = p.study.get("family_figures", True)   # false: only the figures the study names
+        figs = ((make_figures(p.runs, folder, ctx.curves, ctx.artifact, prefix=p.prefix) if family else [])
+                + study_figures(p.runs, p.study, pctx) if len(p.runs) else [])
         results.append((p, figs, check_claims(p.runs, p.study, ctx.curves)))
     _claims_csv(results, folder)
     blocks = header_blocks(sw, runs, summ, parts)
