@@ -323,3 +323,4 @@ def _slug(s: str) -> str:
 
 
 from harness.report import density  # noqa: E402,F401  (registers the density figure)
+from harness.report import lr_figures  # noqa: E402,F401  (registers the learning-rate figures)

@@ -42,6 +42,12 @@ Checks (each module's doc has the details; the statistics are in stats.py):
                   the baseline x clearly less than the reference
   better_than     better: loss(es), worse: loss(es), at: x values: better at each of them, by
                   the paired difference over seeds (or the means' intervals apart)
+  divergence_edge x, within: [lo, hi]: per data group, the bracket between the largest learning
+                  rate that converged and the smallest that diverged (units of lr*) lies in the band
+  monotone        metric (or train/steps_to_target, from curves), x, range, direction: the seeds'
+                  slope of log y on log x has the claimed sign and no step between neighbours
+                  clearly reverses it; per: seed -- every seed's curve moves that way at every step
+  never_diverges  losses, x, range: no run of those losses diverged there
 """
 from __future__ import annotations
 
@@ -224,3 +230,6 @@ from harness.report.claims import slope_greater  # noqa: E402,F401
 from harness.report.claims import slopes_similar  # noqa: E402,F401
 from harness.report.claims import degrades_alike  # noqa: E402,F401
 from harness.report.claims import better_than  # noqa: E402,F401
+from harness.report.claims import divergence_edge  # noqa: E402,F401
+from harness.report.claims import monotone  # noqa: E402,F401
+from harness.report.claims import never_diverges  # noqa: E402,F401
