@@ -332,3 +332,4 @@ def _slug(s: str) -> str:
 from harness.report import density  # noqa: E402,F401  (registers the density figure)
 from harness.report import training_figures  # noqa: E402,F401  (registers the study figure loss_and_metrics)
 from harness.report import regularization_figures  # noqa: E402,F401  (the regularization study's figure kinds)
+from harness.report import lr_figures  # noqa: E402,F401  (registers the learning-rate figures)

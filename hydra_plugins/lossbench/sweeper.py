@@ -52,14 +52,21 @@ class LossbenchSweeper(BasicSweeper):
     def sweep(self, arguments: List[str]) -> Any:
         """Validate every job, open the parent run, launch, close the parent, report."""
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        from hydra_plugins.lossbench import tuned
+
         t0 = time.perf_counter()
         lines = self._parse_config() + list(arguments)
-        jobs, specs = self._validate(self._grids(lines, list(arguments)), t0)
+        tuning = tuned.tuning_of(self.config)
+        grids = self._grids(lines, list(arguments))
+        if tuning is not None:     # phase 1 of the tuned protocol: the grid on a validation split
+            grids = [(tuning.phase1(g), d) for g, d in grids]
+        jobs, specs = self._validate(grids, t0)
+        finals = tuned.Finals(self, tuning, jobs, specs) if tuning is not None else None   # validated now
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        ctx = self._start(lines, jobs, specs, _study(self.config, specs))
-        returns, done, diverged = self._launch(ctx, jobs, t0)
+        ctx = self._start(lines, jobs, specs, _study(self.config, specs), len(jobs) + (finals.count if finals else 0))
+        returns, done, diverged = self._launch(ctx, jobs, t0, finals)
         for batch in returns:
             for r in batch:
                 _ = r.return_value  # re-raise a failed job's exception, as Hydra's sweeper does
@@ -126,7 +133,7 @@ class LossbenchSweeper(BasicSweeper):
                  + (f" ({n_grid - len(jobs)} grid points repeat a job: options of a choice that lacks them)" if n_grid > len(jobs) else ""))
         return jobs, specs
 
-    def _start(self, lines: List[str], jobs, specs, study: Dict[str, Any]):
+    def _start(self, lines: List[str], jobs, specs, study: Dict[str, Any], n_runs: int):
         """The parent run (the swept values as params, the study as an artifact) and the sweep's
         context, handed to a launcher that takes it."""
         from harness import schema as S
@@ -140,8 +147,8 @@ class LossbenchSweeper(BasicSweeper):
         for o in OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(lines):
             key = o.key_or_group.replace("/", ".")  # no +, ~ or @package: MLflow allows [\w./ -] in names
             swept[S.sweep_param(key)] = ",".join(o.sweep_string_iterator()) if o.is_sweep_override() else o.get_value_element_as_str()
-        params = {**swept, S.N_RUNS_PARAM: str(len(jobs)), S.LAUNCHER_PARAM: _launcher_name(self.config)}
-        tags = {S.STUDY_TAG: str(study.get("name", ""))} if study else {}
+        params = {**swept, S.N_RUNS_PARAM: str(n_runs), S.LAUNCHER_PARAM: _launcher_name(self.config)}
+        tags = {S.STUDY_TAG: str(study.get("name", "")), S.PROTOCOL_TAG: str(study.get("protocol", "shared"))} if study else {}
         artifacts = {S.MULTIRUN_ARTIFACT: OmegaConf.to_yaml(self.config)}
         if study:
             artifacts[S.STUDY_ARTIFACT] = OmegaConf.to_yaml(OmegaConf.create(study))
@@ -151,22 +158,24 @@ class LossbenchSweeper(BasicSweeper):
         bind = getattr(self.launcher, "bind", None)
         if callable(bind):
             bind(ctx)
-        print(f"sweep {sweep_id}: {len(jobs)} runs -> MLflow {specs[0].tracking['uri']} "
+        print(f"sweep {sweep_id}: {n_runs} runs -> MLflow {specs[0].tracking['uri']} "
               f"experiment {specs[0].tracking['experiment']!r}, parent run {parent}", file=sys.stderr)
         return ctx
 
-    def _launch(self, ctx, jobs, t0: float):
-        """Launches the jobs (in chunks of max_batch_size) and closes the parent run with the
-        counts, whatever happens: (returns, runs done, runs diverged)."""
+    def _launch(self, ctx, jobs, t0: float, finals=None):
+        """Launches the jobs (in chunks of max_batch_size), then, for the tuned protocol, the
+        final runs at the settings phase 1 chose, into the same parent; closes the parent run
+        with the counts, whatever happens: (returns, runs done, runs diverged)."""
         from harness import schema as S
         from harness import timing
 
         status, returns = "FAILED", []
         try:
-            chunk = self.max_batch_size or len(jobs)
             with ctx.exported():
-                for i in range(0, len(jobs), chunk):
-                    returns.append(self.launcher.launch(jobs[i:i + chunk], initial_job_idx=i))
+                self._launch_all(jobs, returns)
+                if finals is not None:
+                    more = finals.jobs([r for batch in returns for r in batch], ctx)
+                    self._launch_all(more, returns, start=len(jobs))
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
@@ -182,6 +191,11 @@ class LossbenchSweeper(BasicSweeper):
                                       {S.SWEEP_RUNS: len(done), S.SWEEP_DIVERGED: diverged, S.SWEEP_FAILED: failed,
                                        S.SWEEP_SECONDS: time.perf_counter() - t0})
         return returns, len(done), diverged
+
+    def _launch_all(self, jobs, returns: list, start: int = 0) -> None:
+        chunk = self.max_batch_size or len(jobs)
+        for i in range(0, len(jobs), chunk):
+            returns.append(self.launcher.launch(jobs[i:i + chunk], initial_job_idx=start + i))
 
     def _finish(self, spec, ctx, n_runs: int) -> None:
         """The report (studies) or the command that builds it, and the command that opens MLflow;

@@ -54,6 +54,12 @@ Checks (each module's doc has the details; the statistics are in stats.py):
                   a clear paired gain over the smallest x at the small levels, gains < tolerance at the large
   better_at_best  better: entry, worse: entry, over, select_by, by, at: each side at its own best
                   setting of `over`, better on the metric by the paired difference over seeds
+  divergence_edge x, within: [lo, hi]: per data group, the bracket between the largest learning
+                  rate that converged and the smallest that diverged (units of lr*) lies in the band
+  monotone        metric (or train/steps_to_target, from curves), x, range, direction: the seeds'
+                  slope of log y on log x has the claimed sign and no step between neighbours
+                  clearly reverses it; per: seed -- every seed's curve moves that way at every step
+  never_diverges  losses, x, range: no run of those losses diverged there
 """
 from __future__ import annotations
 
@@ -258,3 +264,6 @@ from harness.report.claims import does_not_move  # noqa: E402,F401
 from harness.report.claims import trend  # noqa: E402,F401
 from harness.report.claims import interior_optimum  # noqa: E402,F401
 from harness.report.claims import better_at_best  # noqa: E402,F401
+from harness.report.claims import divergence_edge  # noqa: E402,F401
+from harness.report.claims import monotone  # noqa: E402,F401
+from harness.report.claims import never_diverges  # noqa: E402,F401
