@@ -197,6 +197,13 @@ def test_where_filter_and_missing_loss():
     assert v.verdict == "inconclusive" and "quantile" in v.text
 
 
+def test_where_a_list_of_values_matches_any_of_them():
+    runs = pd.concat([_runs({"mse": 1}, kind=k) for k in ("shift", "leverage", "heavy_tail")], ignore_index=True)
+    got = C.select(runs, {"outliers.kind": ["shift", "heavy_tail"], "outliers.ratio": [0.1, 0.3]})
+    assert set(got["outliers.kind"]) == {"shift", "heavy_tail"} and set(got["outliers.ratio"]) == {0.1, 0.3}
+    assert len(got) == 2 * 2 * 5
+
+
 def test_diverged_runs_left_out():
     runs = _runs({"mse": 40, "huber": 1, "mae": 1})
     runs.loc[runs.index[:3], "test/rmse"] = np.nan

@@ -23,7 +23,8 @@ Keys every check reads:
     metric   a final-metric column (test/rmse, test/accuracy, ...). Which way is better comes
              from harness/metric_table.py; `higher_is_better: true|false` sets it for a metric
              it does not know
-    where    {param: value, ...}: only runs matching all of them (numbers compared as numbers)
+    where    {param: value, ...}: only runs matching all of them (numbers compared as numbers);
+             a list of values matches any of them ({dataset.name: [linear, stackloss]})
     x        the param the claim is about (outliers.ratio)
 
 Losses. Wherever a check takes losses, an entry is a loss name (`mse`: every run with
@@ -110,7 +111,8 @@ class ClaimError(ValueError):
 
 # -- the runs of a claim and of its losses ------------------------------------------------------
 def select(runs: pd.DataFrame, where: dict[str, Any] | None) -> pd.DataFrame:
-    """Rows matching every `param: value` of `where` (compared as numbers when both read as numbers)."""
+    """Rows matching every `param: value` of `where` (compared as numbers when both read as
+    numbers; a list of values: any of them)."""
     mask = pd.Series(True, index=runs.index)
     for key, want in (where or {}).items():
         if key not in runs:
@@ -198,7 +200,8 @@ def _prepare(runs: pd.DataFrame, claim: dict, need_x: bool) -> pd.DataFrame:
 
 
 def _where_text(claim: dict) -> str:
-    where = ", ".join(f"{k}={v}" for k, v in (claim.get("where") or {}).items())
+    where = ", ".join(f"{k}={'|'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                      for k, v in (claim.get("where") or {}).items())
     return f" ({where})" if where else ""
 
 
@@ -207,6 +210,11 @@ def _names(losses: list[str]) -> str:
 
 
 def _equal(col: pd.Series, want: Any) -> pd.Series:
+    if isinstance(want, (list, tuple)):
+        out = pd.Series(False, index=col.index)
+        for w in want:
+            out |= _equal(col, w)
+        return out
     if want is None:
         return col.isna() | (col.astype(str) == "null")
     try:
