@@ -309,6 +309,18 @@ def test_figures_without_x_with_tuning_and_divergence(tmp_path):
     assert main["n_diverged"].sum() == 3
 
 
+def test_no_figure_of_one_point_per_panel(tmp_path):
+    """One loss, no outlier ratio, tuning params varying: every panel of the metric figures
+    would hold one point, so there are none (the curves stay)."""
+    from harness.report.figures import make_figures
+
+    rows = [{"run_id": f"{lr}{k}{s}", "status": "converged", "eval": "regression", "loss.name": "mae",
+             "optimizer.lr": lr, "optimizer.schedule": k, "outliers.ratio": 0.1, "seed": s, "test/rmse": 1 + lr}
+            for lr in (0.01, 0.1) for k in ("constant", "cosine") for s in range(3)]
+    names = sorted(f.png.name for f in make_figures(pd.DataFrame(rows), tmp_path, _fake_curves))
+    assert names == ["test_rmse_curves.png", "train_loss_curves.png"]
+
+
 def test_curve_runs_capped():
     from harness.report.figures import curve_runs
 
