@@ -326,3 +326,4 @@ def _slug(s: str) -> str:
 
 
 from harness.report import density  # noqa: E402,F401  (registers the density figure)
+from harness.report import optimum_figures  # noqa: E402,F401  (registers loglog_vs_x, gap_curves)

@@ -10,6 +10,10 @@ single row the panels wrap, at most WRAP per line.
                  median over runs per line, the inter-quartile band shaded
     density_plot columns row, col, line, run_id, x, p, q (line `target p`: p's own rows)
                  the target density thick and black, one thin line per run's fitted q
+    loglog_plot  columns row, col, line, hue, dash, x, mean, lo, hi (lo/hi NaN: no bar)
+                 mean with its [lo, hi] bar per line on log-log axes, colour by `hue`, line
+                 style by `dash`; rows with line `reference`-like names (REFERENCE prefix)
+                 are drawn as thin grey dashed guides
 """
 from __future__ import annotations
 
@@ -278,5 +282,58 @@ def density_plot(table: pd.DataFrame, path: Path, *, title: str, xlabel: str = "
         _label_panel(ax, i, key, nrows, ncols, len(keys), xlabel, ylabel)
         ax.grid(alpha=0.3)
     order = ([TARGET] if TARGET in handles else []) + sorted(k for k in handles if k != TARGET)
+    _finish(fig, {k: handles[k] for k in order}, title, path, sort=False)
+    return path.with_suffix(".png")
+
+
+REFERENCE = "slope "   # loglog_plot: a line named "slope 1 ..." is a guide, not data
+DASHES = ["-", "--", ":", "-."]
+
+
+def loglog_plot(table: pd.DataFrame, path: Path, *, ylabel: str, xlabel: str, title: str) -> Path:
+    """Mean (with its [lo, hi] interval as error bars) vs x on log-log axes, one line per
+    `line`, coloured by `hue` (the same colour for one hue across lines) and styled by `dash`;
+    lines whose name starts with REFERENCE are guides (grey, dashed, no markers). Points with
+    a non-positive mean have no place on a log axis and are left out of the drawing (they stay
+    in the CSV)."""
+    path = Path(path)
+    table.to_csv(path.with_suffix(".csv"), index=False)
+    keys, nrows, ncols = _grid(table)
+    fig, axes = _figure(nrows, ncols, w=4.6, h=3.6)
+    data = table[~table["line"].astype(str).str.startswith(REFERENCE)]
+    cmap = colors([str(h) for h in dict.fromkeys(data["hue"])])
+    styles = {d: DASHES[i % len(DASHES)] for i, d in enumerate(dict.fromkeys(data["dash"]))}
+    handles = {}
+    for i, ax in enumerate(axes.flat):
+        if i >= len(keys):
+            ax.set_visible(False)
+            continue
+        r, c = keys[i]
+        p = table[(table["row"] == r) & (table["col"] == c)]
+        for lab in dict.fromkeys(p["line"]):
+            d = p[(p["line"] == lab) & (p["mean"] > 0)].sort_values("x")
+            if d.empty:
+                continue
+            if str(lab).startswith(REFERENCE):
+                (h,) = ax.plot(d["x"], d["mean"], color="0.35", lw=1.1, ls=(0, (4, 3)), zorder=1)
+            else:
+                lo = (d["mean"] - d["lo"]).clip(lower=0).fillna(0)
+                hi = (d["hi"] - d["mean"]).clip(lower=0).fillna(0)
+                h = ax.errorbar(d["x"], d["mean"], yerr=[lo, hi], color=cmap[str(d["hue"].iloc[0])],
+                                ls=styles[d["dash"].iloc[0]], marker="o", ms=3.5, capsize=2, lw=1.4,
+                                elinewidth=0.9)
+            handles.setdefault(lab, h)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _log_labels(ax)
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", which="both", labelsize=8)
+        _label_panel(ax, i, keys[i], nrows, ncols, len(keys), xlabel, ylabel)
+        ax.grid(alpha=0.3, which="both")
+    guides = [k for k in handles if str(k).startswith(REFERENCE)]
+    order = sorted(k for k in handles if k not in guides) + guides
     _finish(fig, {k: handles[k] for k in order}, title, path, sort=False)
     return path.with_suffix(".png")

@@ -43,6 +43,10 @@ Checks (each module's doc has the details; the statistics are in stats.py):
                   the baseline x clearly less than the reference
   better_than     better: loss(es), worse: loss(es), at: x values: better at each of them, by
                   the paired difference over seeds (or the means' intervals apart)
+  loglog_slope    series: [entries], lo, hi, x_range, by: the log-log slope of metric on x (metric
+                  ∝ x^b) lies in [lo, hi], per group (settings.py: series of settings, `by`)
+  factor_closer   baseline, closer, factor, at, average, by: closer series beat the baseline by
+                  at least `factor` (ratio of means, bootstrap CI over seeds) at each x value
 """
 from __future__ import annotations
 
@@ -232,3 +236,5 @@ from harness.report.claims import slope_greater  # noqa: E402,F401
 from harness.report.claims import slopes_similar  # noqa: E402,F401
 from harness.report.claims import degrades_alike  # noqa: E402,F401
 from harness.report.claims import better_than  # noqa: E402,F401
+from harness.report.claims import loglog_slope  # noqa: E402,F401
+from harness.report.claims import factor_closer  # noqa: E402,F401
