@@ -264,17 +264,17 @@ def test_study_figure_kinds_write_png_and_csv(tmp_path):
 
 
 def test_plots_on_hand_made_tables(tmp_path):
-    from harness.report import plots
+    from harness.report import charts
 
     t = pd.DataFrame({"row": "", "col": ["a"] * 6, "group": ["true nonzero"] * 3 + ["true zero"] * 3,
                       "line": ["w0"] * 3 + ["w1"] * 3, "x": [0.0, 0.1, 1.0] * 2, "value": [1, 0.8, 0.1, 0.2, 0.05, 0.0]})
-    png = plots.path_plot(t, tmp_path / "path", title="paths", xlabel="weight", ylabel="coef")
+    png = charts.path_plot(t, tmp_path / "path", title="paths", xlabel="weight", ylabel="coef")
     assert png.is_file() and (tmp_path / "path.csv").is_file()
-    pos, ticks, labels = plots.zero_log_positions([0.0, 0.1, 1.0])
+    pos, ticks, labels = charts.zero_log_positions([0.0, 0.1, 1.0])
     assert pos[0.0] == -2.0 and labels == ["0", "0.1", "1"]
     h = pd.DataFrame({"row": "", "col": "l2", "x": [0.0, 1.0, 0.0, 1.0], "y": [0.3, 0.3, 0.9, 0.9],
                       "mean": [1.0, 1.5, 1.0, np.nan], "n_runs": 3, "n_diverged": [0, 0, 1, 3]})
-    png = plots.heatmap_plot(h, tmp_path / "heat", title="h", xlabel="weight", ylabel="lr", label="RMSE",
+    png = charts.heatmap_plot(h, tmp_path / "heat", title="h", xlabel="weight", ylabel="lr", label="RMSE",
                              higher_is_better=False)
     assert png.is_file() and len(pd.read_csv(tmp_path / "heat.csv")) == 4
 

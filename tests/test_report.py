@@ -197,6 +197,13 @@ def test_where_filter_and_missing_loss():
     assert v.verdict == "inconclusive" and "quantile" in v.text
 
 
+def test_where_a_list_of_values_matches_any_of_them():
+    runs = pd.concat([_runs({"mse": 1}, kind=k) for k in ("shift", "leverage", "heavy_tail")], ignore_index=True)
+    got = C.select(runs, {"outliers.kind": ["shift", "heavy_tail"], "outliers.ratio": [0.1, 0.3]})
+    assert set(got["outliers.kind"]) == {"shift", "heavy_tail"} and set(got["outliers.ratio"]) == {0.1, 0.3}
+    assert len(got) == 2 * 2 * 5
+
+
 def test_diverged_runs_left_out():
     runs = _runs({"mse": 40, "huber": 1, "mae": 1})
     runs.loc[runs.index[:3], "test/rmse"] = np.nan
@@ -300,6 +307,18 @@ def test_figures_without_x_with_tuning_and_divergence(tmp_path):
     assert any("selected on test metric" in f.caption for f in figs)
     main = pd.read_csv(tmp_path / "test_rmse_vs_loss.csv")
     assert main["n_diverged"].sum() == 3
+
+
+def test_no_figure_of_one_point_per_panel(tmp_path):
+    """One loss, no outlier ratio, tuning params varying: every panel of the metric figures
+    would hold one point, so there are none (the curves stay)."""
+    from harness.report.figures import make_figures
+
+    rows = [{"run_id": f"{lr}{k}{s}", "status": "converged", "eval": "regression", "loss.name": "mae",
+             "optimizer.lr": lr, "optimizer.schedule": k, "outliers.ratio": 0.1, "seed": s, "test/rmse": 1 + lr}
+            for lr in (0.01, 0.1) for k in ("constant", "cosine") for s in range(3)]
+    names = sorted(f.png.name for f in make_figures(pd.DataFrame(rows), tmp_path, _fake_curves))
+    assert names == ["test_rmse_curves.png", "train_loss_curves.png"]
 
 
 def test_curve_runs_capped():

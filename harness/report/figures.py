@@ -10,7 +10,9 @@ prefix when the sweep holds more than one family:
      per series;
   2. when tuning params vary (optimizer.*, regularization.*, train.*): the same, keeping per
      series, ratio and scenario only the best setting, selected on the test metric itself
-     (an optimistic, oracle choice, and labelled so);
+     (an optimistic, oracle choice, and labelled so); neither figure where every panel would
+     hold one point (one series and no varying ratio: a study of one loss's training settings,
+     whose own figures are named in its `figures:`);
   3. the figures the runs' tasks ask for (harness/tasks/: Task.figures; registered here by
      name, TASK_FIGURES): the density task's target p and every run's fitted Gaussian q
      (harness/report/density.py);
@@ -211,9 +213,10 @@ def primary_figures(sub: pd.DataFrame, metric: str, out: Path, tag: str, fam: st
     xl = x_label(r.x, sub)
     slug = f"{tag}{_slug(metric)}_vs_{_slug(r.x or 'loss')}"
     st = A.stats(sub, r.line + ([r.x] if r.x else []) + r.facets, [metric])
-    t, note = _cap_panels(_plot_table(st, metric, r, r.facets))
-    if len(t) < 2:
-        return []      # one setting: nothing to compare, the table has its numbers
+    full = _plot_table(st, metric, r, r.facets)
+    if len(full) < 2 or full.groupby(["row", "col"]).size().max() < 2:
+        return []      # one point per panel (one setting; one series, no x): nothing to compare
+    t, note = _cap_panels(full)
     what = f"{MT.metric(metric).label} vs {short_x(r.x, sub)}" if r.x else MT.metric(metric).label
     title = f"{what} — {_over_seeds(seeds)}{fam}"
     if "eval" in sub and sub["eval"].nunique() > 1:
@@ -333,3 +336,4 @@ from harness.report import density  # noqa: E402,F401  (registers the density fi
 from harness.report import training_figures  # noqa: E402,F401  (registers the study figure loss_and_metrics)
 from harness.report import regularization_figures  # noqa: E402,F401  (the regularization study's figure kinds)
 from harness.report import lr_figures  # noqa: E402,F401  (registers the learning-rate figures)
+from harness.report import optimum_figures  # noqa: E402,F401  (registers loglog_vs_x, gap_curves)

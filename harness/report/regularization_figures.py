@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from harness import metric_table as MT
-from harness.report import plots
+from harness.report import charts, plots
 from harness.report.claims import select
 from harness.report.claims.stats import t_ci95
 from harness.report.figures import Figure, _slug, register_study_figure
@@ -100,7 +100,7 @@ def coefficient_paths(runs: pd.DataFrame, args: dict, ctx) -> Figure | None:
     where = _where_words(args.get("where"))
     title = (f"Regularization paths: final coefficients against the penalty weight ({where}; seed {seed})"
              if where else f"Regularization paths: final coefficients against the penalty weight (seed {seed})")
-    png = plots.path_plot(t, ctx.out / f"{ctx.prefix}{_name(args, 'coefficient_paths')}", title=title,
+    png = charts.path_plot(t, ctx.out / f"{ctx.prefix}{_name(args, 'coefficient_paths')}", title=title,
                           xlabel=f"{x} (log scale; 0 at the left)", ylabel="final coefficient (original units)")
     truth = (f"Red: the {int(k[0])} truly nonzero weights (w0..w{int(k[0]) - 1}); grey: the true zeros. "
              if known else "The true weights are not known for these data. ")
@@ -170,7 +170,7 @@ def lr_weight_heatmap(runs: pd.DataFrame, args: dict, ctx) -> Figure | None:
     seeds = sub[SEED].nunique() if SEED in sub else 1
     title = (f"Mean final {MT.metric(metric).label} over {seeds} seeds: learning rate x penalty weight"
              + (f" ({where})" if where else ""))
-    png = plots.heatmap_plot(t, ctx.out / f"{ctx.prefix}{_name(args, 'lr_weight_heatmap')}", title=title,
+    png = charts.heatmap_plot(t, ctx.out / f"{ctx.prefix}{_name(args, 'lr_weight_heatmap')}", title=title,
                              xlabel=args.get("x", WEIGHT), ylabel=f"{ykey} (x lr*)" if edge else ykey,
                              label=plots_label(metric),
                              higher_is_better=higher)

@@ -23,7 +23,8 @@ Keys every check reads:
     metric   a final-metric column (test/rmse, test/accuracy, ...). Which way is better comes
              from harness/metric_table.py; `higher_is_better: true|false` sets it for a metric
              it does not know
-    where    {param: value, ...}: only runs matching all of them (numbers compared as numbers)
+    where    {param: value, ...}: only runs matching all of them (numbers compared as numbers);
+             a list of values matches any of them ({dataset.name: [linear, stackloss]})
     x        the param the claim is about (outliers.ratio)
 
 Losses. Wherever a check takes losses, an entry is a loss name (`mse`: every run with
@@ -60,6 +61,10 @@ Checks (each module's doc has the details; the statistics are in stats.py):
                   slope of log y on log x has the claimed sign and no step between neighbours
                   clearly reverses it; per: seed -- every seed's curve moves that way at every step
   never_diverges  losses, x, range: no run of those losses diverged there
+  loglog_slope    series: [entries], lo, hi, x_range, by: the log-log slope of metric on x (metric
+                  ∝ x^b) lies in [lo, hi], per group (settings.py: series of settings, `by`)
+  factor_closer   baseline, closer, factor, at, average, by: closer series beat the baseline by
+                  at least `factor` (ratio of means, bootstrap CI over seeds) at each x value
 """
 from __future__ import annotations
 
@@ -144,7 +149,8 @@ class ClaimError(ValueError):
 
 # -- the runs of a claim and of its losses ------------------------------------------------------
 def select(runs: pd.DataFrame, where: dict[str, Any] | None) -> pd.DataFrame:
-    """Rows matching every `param: value` of `where` (compared as numbers when both read as numbers)."""
+    """Rows matching every `param: value` of `where` (compared as numbers when both read as
+    numbers; a list of values: any of them)."""
     mask = pd.Series(True, index=runs.index)
     for key, want in (where or {}).items():
         if key not in runs:
@@ -232,7 +238,8 @@ def _prepare(runs: pd.DataFrame, claim: dict, need_x: bool) -> pd.DataFrame:
 
 
 def _where_text(claim: dict) -> str:
-    where = ", ".join(f"{k}={v}" for k, v in (claim.get("where") or {}).items())
+    where = ", ".join(f"{k}={'|'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                      for k, v in (claim.get("where") or {}).items())
     return f" ({where})" if where else ""
 
 
@@ -241,6 +248,11 @@ def _names(losses: list[str]) -> str:
 
 
 def _equal(col: pd.Series, want: Any) -> pd.Series:
+    if isinstance(want, (list, tuple)):
+        out = pd.Series(False, index=col.index)
+        for w in want:
+            out |= _equal(col, w)
+        return out
     if want is None:
         return col.isna() | (col.astype(str) == "null")
     try:
@@ -267,3 +279,5 @@ from harness.report.claims import better_at_best  # noqa: E402,F401
 from harness.report.claims import divergence_edge  # noqa: E402,F401
 from harness.report.claims import monotone  # noqa: E402,F401
 from harness.report.claims import never_diverges  # noqa: E402,F401
+from harness.report.claims import loglog_slope  # noqa: E402,F401
+from harness.report.claims import factor_closer  # noqa: E402,F401
