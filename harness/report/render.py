@@ -22,8 +22,8 @@ VERDICT_COLOURS = {"holds": "#1b7f3b", "does not hold": "#b3261e", "inconclusive
 CSS = """
 body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em;margin-bottom:.2em} h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;font-size:13px;margin:.6em 0} th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
+table{border-collapse:collapse;font-size:13px;margin:.6em 0} th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f3f3f3} td.num{text-align:right;white-space:nowrap}
 dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em} dt{font-weight:600} dd{margin:0}
 figure{margin:1.2em 0} img{max-width:100%;border:1px solid #eee} figcaption{font-size:13px;color:#555}
 .verdict{font-weight:700;text-transform:uppercase;font-size:.85em;padding:1px 6px;border-radius:3px;color:#fff}
@@ -118,9 +118,20 @@ def _md_table(df: pd.DataFrame) -> str:
 def _html_table(df: pd.DataFrame) -> str:
     e = html.escape
     head = "".join(f"<th>{e(str(c))}</th>" for c in df.columns)
-    cell = lambda v: f'<a href="{e(v.href)}">{e(v.text)}</a>' if isinstance(v, Link) else e(_cell(v))
-    rows = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in df.itertuples(index=False))
+    rows = "".join("<tr>" + "".join(_html_cell(v) for v in row) + "</tr>" for row in df.itertuples(index=False))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _html_cell(v: Any) -> str:
+    """A link, a verdict (in its colour), a number (right-aligned) or text (left-aligned)."""
+    e = html.escape
+    if isinstance(v, Link):
+        return f'<td><a href="{e(v.href)}">{e(v.text)}</a></td>'
+    text = _cell(v)
+    if text in VERDICT_COLOURS:
+        return f'<td><span class="verdict" style="background:{VERDICT_COLOURS[text]}">{e(text)}</span></td>'
+    numeric = isinstance(v, (int, float)) or bool(re.fullmatch(r"[-+]?[\d.,e+\-]+( ± [\d.e+\-]+)?|–", text))
+    return f'<td class="num">{e(text)}</td>' if numeric else f"<td>{e(text)}</td>"
 
 
 def _inline_code(s: str) -> str:
