@@ -32,7 +32,7 @@ def precheck(argv: list[str]) -> None:
         if o.package is not None or not group_dir(group).is_dir() or o.is_delete():
             continue
         values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
-        allowed = group_options(group)
+        allowed = group_options(group) + (["auto"] if group == "loss" else [])   # loss=auto: the sweeper expands it
         for v in values:
             if v not in allowed:
                 raise ConfigError(group, v, allowed)

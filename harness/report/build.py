@@ -92,6 +92,10 @@ def build_report(uri: str = "sqlite:///mlflow.db", experiment: str = "lossbench"
     _claims_csv(results, folder)
     survival = {p.name: _survival(client, sw, p, verdicts) for p, _, verdicts in results if len(parts) == 1}
     blocks = header_blocks(sw, runs, summ, parts)
+    if (sw.study or {}).get("advise"):   # the answer first
+        from harness.report import advise
+
+        blocks += advise.blocks(parts[0].runs, sw.study)
     if len(parts) > 1:
         blocks += overview_blocks(results)
     for p, figs, verdicts in results:

@@ -57,7 +57,7 @@ class LossbenchSweeper(BasicSweeper):
         t0 = time.perf_counter()
         lines = self._parse_config() + list(arguments)
         tuning = tuned.tuning_of(self.config)
-        grids = self._grids(lines, list(arguments))
+        grids = [(self._auto_losses(g), d) for g, d in self._grids(lines, list(arguments))]
         if tuning is not None:     # phase 1 of the tuned protocol: the grid on a validation split
             grids = [(tuning.phase1(g), d) for g, d in grids]
         jobs, specs = self._validate(grids, t0)
@@ -98,6 +98,33 @@ class LossbenchSweeper(BasicSweeper):
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, [f"+experiment={name}"])
             out.append((part_lines, _choices(cfg)))
         return out
+
+    def _auto_losses(self, lines: List[str]) -> List[str]:
+        """`loss=auto` (the advise study): every built-in loss that trains a predictor for the
+        data's task with the chosen model (harness.losses.fitting), the task read from the
+        grid's first job's data set."""
+        if "loss=auto" not in lines:
+            return lines
+        from harness.compose import FastComposer
+        from harness.data import DATASETS
+        from harness.errors import ConfigError
+        from harness.losses import fitting
+
+        rest = [ln for ln in lines if ln != "loss=auto"]
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        first = next(iter(job for batch in self.split_arguments(parser.parse_overrides(rest), None) for job in batch), [])
+        try:
+            cfg = FastComposer(self.hydra_context.config_loader, self.config).task_config(first)
+            cls = DATASETS.get(cfg["dataset"]["name"])
+            task = cls.task_of(cls.normalize(cfg["dataset"], "dataset"))
+            losses = fitting(task, cfg["model"]["name"])
+            if not losses:
+                raise ConfigError("loss", "auto", f"a data set whose task has built-in losses (task {task} has none)")
+        except ConfigError as e:
+            print(e.line(), file=sys.stderr)
+            sys.exit(2)
+        log.info(f"loss=auto: the losses for task {task}: {', '.join(losses)}")
+        return [f"loss={','.join(losses)}" if ln == "loss=auto" else ln for ln in lines]
 
     def _validate(self, grids: List[tuple], t0: float):
         """(jobs, specs): the grids' jobs (each without the options its choices lack) and their
