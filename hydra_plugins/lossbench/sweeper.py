@@ -2,8 +2,9 @@
 overrides, `hydra.sweeper.params` from experiment files), plus what a tracked sweep needs:
 
 1. every job's config is composed (cheaply, harness/compose.py) and validated into a RunSpec
-   before anything runs: a bad value anywhere in the grid is one line and exit status 2, with
-   nothing written to MLflow;
+   before anything runs, and the tracking store is checked (harness/store.py): a bad value
+   anywhere in the grid, or a store that cannot take the runs, is one line and exit status 2,
+   with nothing written to MLflow;
 2. one MLflow parent run per sweep (tags: lossbench.sweep_id, lossbench.kind=sweep; params:
    the swept values; artifacts: multirun.yaml and the study). Its context (harness/sweep.py:
    parent, sweep id, tracker, the validated specs) goes to a launcher that takes it (`bind`,
@@ -186,6 +187,9 @@ class LossbenchSweeper(BasicSweeper):
             where = {(s.tracking["uri"], s.tracking["experiment"]) for s in specs}
             if len(where) > 1:
                 raise ConfigError("tracking.experiment", sorted(where)[1][1], "one tracking.uri and experiment per sweep")
+            from harness import store
+
+            store.check(specs[0].tracking["uri"])   # before the parent run is created
         except ConfigError as e:
             print(e.line(), file=sys.stderr)
             sys.exit(2)
