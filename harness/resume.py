@@ -70,29 +70,42 @@ def alive(tag: str | None) -> bool | None:
 
 def find(client, experiment_id: str, key: str, mode: str) -> Any | None:
     """The parent run to continue (an MLflow Run), or None for a new sweep. mode: auto | never |
-    a sweep id or parent run id. Older unfinished sweeps of the key whose process is gone are
-    marked KILLED on the way (no parent stays RUNNING for ever)."""
+    a sweep id or parent run id. First every sweep of the experiment left RUNNING by a process
+    that is gone is closed (`close_orphans`): no parent stays RUNNING for ever."""
+    close_orphans(client, experiment_id)
     if mode == "never":
         return None
     if mode != "auto":
         return by_id(client, experiment_id, mode)
     runs = client.search_runs([experiment_id], f"tags.`{S.SWEEP_KEY_TAG}` = '{key}' and tags.`{S.KIND_TAG}` = '{S.KIND_SWEEP}'",
-                              order_by=["attributes.start_time DESC"], max_results=100)
-    latest = None
-    for i, run in enumerate(runs):
-        live = alive(run.data.tags.get(S.OWNER_TAG))
-        if run.info.status == "RUNNING" and live is False:
-            if i > 0:
-                client.set_terminated(run.info.run_id, "KILLED")
-        if i == 0:
-            latest = None if run.info.status == "FINISHED" else run
-            if latest is not None and run.info.status == "RUNNING" and live is not False:
-                where = run.data.tags.get(S.OWNER_TAG, "?")
-                print(f"note: sweep {run.data.tags.get(S.SWEEP_TAG)} of this grid is still running ({where}); "
-                      f"starting a new sweep (continue that one with hydra.sweeper.resume={run.info.run_id})",
-                      file=sys.stderr)
-                latest = None
-    return latest
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs or runs[0].info.status == "FINISHED":
+        return None
+    run = runs[0]
+    if run.info.status == "RUNNING":   # its process is alive, or on another host
+        print(f"note: sweep {run.data.tags.get(S.SWEEP_TAG)} of this grid is still running "
+              f"({run.data.tags.get(S.OWNER_TAG, '?')}); starting a new sweep (to continue that one instead: "
+              f"hydra.sweeper.resume={run.info.run_id})", file=sys.stderr)
+        return None
+    return run
+
+
+def close_orphans(client, experiment_id: str) -> None:
+    """Sweeps RUNNING whose process is gone (on this host): one killed while its parent was being
+    created (no grid key yet: it holds no runs) is deleted, any other marked KILLED."""
+    from mlflow.entities import RunTag
+
+    running = client.search_runs([experiment_id], f"attributes.status = 'RUNNING' and tags.`{S.KIND_TAG}` = '{S.KIND_SWEEP}'",
+                                 max_results=1000)
+    for run in running:
+        owner_tag = run.data.tags.get(S.OWNER_TAG)
+        if owner_tag is None or alive(owner_tag) is not False:   # alive, another host's, or a sweep before resume existed
+            continue
+        if S.SWEEP_KEY_TAG not in run.data.tags:
+            client.delete_run(run.info.run_id)
+        else:
+            client.log_batch(run.info.run_id, tags=[RunTag(S.SWEEP_STATUS_TAG, "killed")])
+            client.set_terminated(run.info.run_id, "KILLED")
 
 
 def by_id(client, experiment_id: str, ident: str):

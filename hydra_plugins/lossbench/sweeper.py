@@ -251,13 +251,15 @@ class LossbenchSweeper(BasicSweeper):
             swept[S.sweep_param(key)] = ",".join(o.sweep_string_iterator()) if o.is_sweep_override() else o.get_value_element_as_str()
         params = {**swept, S.N_RUNS_PARAM: str(n_runs), S.LAUNCHER_PARAM: _launcher_name(self.config)}
         tags = {S.STUDY_TAG: str(study.get("name", "")), S.PROTOCOL_TAG: str(study.get("protocol", "shared"))} if study else {}
-        tags.update({S.SWEEP_KEY_TAG: grid_key, S.OWNER_TAG: _resume.owner(), S.SWEEP_STATUS_TAG: "running",
+        tags.update({S.OWNER_TAG: _resume.owner(), S.SWEEP_STATUS_TAG: "running",
                      S.ARGV_TAG: json.dumps(sys.argv[1:])[:5000], S.CWD_TAG: os.getcwd()})
         artifacts = {S.MULTIRUN_ARTIFACT: OmegaConf.to_yaml(self.config)}
         if study:
             artifacts[S.STUDY_ARTIFACT] = OmegaConf.to_yaml(OmegaConf.create(study))
         with timing.phase("track"):
             parent = tracker.start_sweep(sweep_id, params, tags, artifacts)
+            # the grid's key last: a parent is resumable only once its params and artifacts are in
+            tracker.client.set_tag(parent, S.SWEEP_KEY_TAG, grid_key)
         return parent, sweep_id
 
     def _launch(self, ctx, jobs, t0: float, finals=None, recorded: Optional[Dict[str, str]] = None):
