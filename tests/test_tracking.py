@@ -1,6 +1,7 @@
 """harness.tracking's two write paths, the bulk SQL one and MLflow's client, write the same
-records: the same RunResults through each, into two experiments of one SQLite store, read back
-with MlflowClient and compared field by field (all but ids and times)."""
+records: the same RunResults through each, into two experiments of one store (SQLite, and a real
+PostgreSQL server: tests/pgserver.py), read back with MlflowClient and compared field by field
+(all but ids and times)."""
 from __future__ import annotations
 
 import dataclasses
@@ -80,10 +81,11 @@ def _read(c: MlflowClient, parent: str, rid: str, tmp) -> dict:
                 histories=histories, inputs=inputs, artifacts=artifacts, config=config, curves=curves)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("mode", MODES)
-def test_bulk_and_client_paths_write_the_same_records(results, tmp_path, monkeypatch, mode):
-    monkeypatch.chdir(tmp_path)  # the SQLite store's default artifact root is ./mlruns
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+def test_bulk_and_client_paths_write_the_same_records(results, tmp_path, monkeypatch, mode, backend, request):
+    monkeypatch.chdir(tmp_path)  # an SQL store's default artifact root is ./mlruns
+    uri = f"sqlite:///{tmp_path}/mlflow.db" if backend == "sqlite" else request.getfixturevalue("postgres_store")
     rs = results[mode]
     written = {bulk: _write(uri, f"{mode}-{'bulk' if bulk else 'client'}", rs, bulk) for bulk in (True, False)}
     (cb, pb, ids_b), (cc, pc, ids_c) = written[True], written[False]
