@@ -31,6 +31,8 @@ def precheck(argv: list[str]) -> None:
         group = o.key_or_group
         if o.package is not None or not group_dir(group).is_dir() or o.is_delete():
             continue
+        if o.is_sweep_override() and type(o.value()).__name__ == "IntervalSweep":
+            continue   # a range on a group: the sweeper refuses it in one line (hydra_plugins/lossbench/search.py)
         values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
         allowed = group_options(group) + (["auto"] if group == "loss" else [])   # loss=auto: the sweeper expands it
         for v in values:

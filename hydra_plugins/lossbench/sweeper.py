@@ -15,7 +15,9 @@ overrides, `hydra.sweeper.params` from experiment files), plus what a tracked sw
    with one line);
 4. resume (harness/resume.py): rerunning the command of a sweep that did not finish trains only
    the configurations it has not recorded, into the same parent (`hydra.sweeper.resume`);
-5. with `hydra.sweeper.report=true` (set by the studies in experiments/), the comparison report
+5. `hydra.sweeper.search=optuna` (or a tuned study's `tune.search: optuna`): an adaptive search
+   over the ranges of the command line instead of the grid (hydra_plugins/lossbench/search.py);
+6. with `hydra.sweeper.report=true` (set by the studies in experiments/), the comparison report
    is built from MLflow and its path printed, with the `mlflow ui` command that opens the store.
 """
 
@@ -46,6 +48,14 @@ class LossbenchSweeperConf:
     params: Optional[Dict[str, str]] = None
     report: bool = False  # build the report (python -m harness.report) when the sweep ends
     resume: str = "auto"  # auto: continue an unfinished sweep of the same grid | never | a sweep id (harness/resume.py)
+    # adaptive search (harness/search/, hydra_plugins/lossbench/search.py): grid | optuna, and its options
+    search: str = "grid"
+    trials: Any = None    # trials per study (default 32; a tuned study's tune.trials)
+    round: Any = None     # trials asked and trained at once per study (default 8)
+    sampler: Any = None   # tpe (default) | random
+    seed: Any = 0         # the sampler's seed
+    storage: Any = None   # Optuna storage URL (default: optuna.db beside an SQLite MLflow store)
+    metric: Any = None    # the objective (default val/<the family's primary metric>)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="lossbench", node=LossbenchSweeperConf, provider="lossbench")
@@ -53,9 +63,12 @@ ConfigStore.instance().store(group="hydra/sweeper", name="lossbench", node=Lossb
 
 class LossbenchSweeper(BasicSweeper):
     def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
-                 report: bool = False, resume: str = "auto") -> None:
+                 report: bool = False, resume: str = "auto", search: str = "grid", trials: Any = None,
+                 round: Any = None, sampler: Any = None, seed: Any = 0, storage: Any = None, metric: Any = None) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.report, self.resume = report, str(resume)
+        self.search, self.trials, self.round, self.sampler = search, trials, round, sampler
+        self.search_seed, self.storage, self.metric = seed, storage, metric
 
     def sweep(self, arguments: List[str]) -> Any:
         """The sweep, with SIGTERM turned into the KeyboardInterrupt that SIGINT raises, and
@@ -86,14 +99,17 @@ class LossbenchSweeper(BasicSweeper):
     def _sweep(self, arguments: List[str]) -> Any:
         """Validate every job, open (or resume) the parent run, launch, close the parent, report."""
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
-        from hydra_plugins.lossbench import tuned
+        from hydra_plugins.lossbench import search, tuned
 
         t0 = time.perf_counter()
         lines = self._parse_config() + list(arguments)
         tuning = tuned.tuning_of(self.config)
+        searching = search.options(self, tuning, lines)   # None: a grid
         grids = [(self._auto_losses(g), d) for g, d in self._grids(lines, list(arguments))]
         if tuning is not None:     # phase 1 of the tuned protocol: the grid on a validation split
-            grids = [(tuning.phase1(g), d) for g, d in grids]
+            grids = [(tuning.phase1(g, searched=searching is not None), d) for g, d in grids]
+        if searching is not None:  # an adaptive search instead of the grid
+            return search.run(self, searching, tuning, grids, lines, t0)
         jobs, specs = self._validate(grids, t0)
         finals = tuned.Finals(self, tuning, jobs, specs) if tuning is not None else None   # validated now
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
@@ -237,7 +253,8 @@ class LossbenchSweeper(BasicSweeper):
             print(e.line(), file=sys.stderr)
             sys.exit(2)
 
-    def _new_parent(self, tracker, lines: List[str], study: Dict[str, Any], n_runs: int, grid_key: str):
+    def _new_parent(self, tracker, lines: List[str], study: Dict[str, Any], n_runs: int, grid_key: str,
+                    extra: Optional[Dict[str, str]] = None):
         import json
 
         from harness import schema as S
@@ -249,7 +266,7 @@ class LossbenchSweeper(BasicSweeper):
         for o in OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(lines):
             key = o.key_or_group.replace("/", ".")  # no +, ~ or @package: MLflow allows [\w./ -] in names
             swept[S.sweep_param(key)] = ",".join(o.sweep_string_iterator()) if o.is_sweep_override() else o.get_value_element_as_str()
-        params = {**swept, S.N_RUNS_PARAM: str(n_runs), S.LAUNCHER_PARAM: _launcher_name(self.config)}
+        params = {**swept, **(extra or {}), S.N_RUNS_PARAM: str(n_runs), S.LAUNCHER_PARAM: _launcher_name(self.config)}
         tags = {S.STUDY_TAG: str(study.get("name", "")), S.PROTOCOL_TAG: str(study.get("protocol", "shared"))} if study else {}
         tags.update({S.OWNER_TAG: _resume.owner(), S.SWEEP_STATUS_TAG: "running",
                      S.ARGV_TAG: json.dumps(sys.argv[1:])[:5000], S.CWD_TAG: os.getcwd()})
