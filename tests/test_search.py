@@ -232,3 +232,31 @@ def test_bad_search_options_are_one_line_and_status_2_before_anything_runs(tmp_p
     errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(line), p.stderr
     assert not (tmp_path / "m.db").exists() and not (tmp_path / "optuna.db").exists()
+
+
+def test_a_tuned_study_searches_its_first_phase(tmp_path):
+    """study.tune.search: optuna: phase 1 is the search of tune.grid's range (trials on the
+    validation split, no test metric), phase 2 trains each loss's best trial at the final seeds."""
+    import pandas as pd
+
+    from harness.protocol import choose
+
+    study = ('study={name:tiny,protocol:tuned,tune:{search:optuna,trials:4,round:2,'
+             'grid:{optimizer.lr:"tag(log,interval(0.01,1))"},final_seeds:"10,11,12,13,14"}}')
+    p = harness("-m", "loss=mse,mae", "optimizer.lr=0.1", "train.steps=40", study, "hydra.sweeper.report=true",
+                f"tracking.uri=sqlite:///{tmp_path}/m.db", cwd=tmp_path)
+    kids, parents = _kids(tmp_path / "m.db")
+    tune = [k for k in kids if k.data.tags[S.PHASE_TAG] == "tune"]
+    final = [k for k in kids if k.data.tags[S.PHASE_TAG] == "final"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(tune) == 2 * 4 * 2 and len(final) == 2 * 5, p.stderr
+    assert all(S.TRIAL_TAG in k.data.tags and not any(m.startswith("test/") for m in k.data.metrics) for k in tune)
+    assert len({k.data.params["optimizer.lr"] for k in tune}) == 2 * 4   # searched, not the study's 0.1
+    table = pd.DataFrame([{"loss.name": k.data.params["loss.name"], "optimizer.lr": k.data.params["optimizer.lr"],
+                           "seed": k.data.params["seed"], "val/rmse": k.data.metrics.get("val/rmse", math.nan),
+                           "status": k.data.tags[S.STATUS_TAG]} for k in tune])
+    want = choose(table, ["optimizer.lr"], "val/rmse", higher=False)
+    got = {(k.data.params["loss.name"], k.data.params["optimizer.lr"]) for k in final}
+    assert got == set(zip(want["loss.name"], want["optimizer.lr"]))
+    report = next((tmp_path / "reports" / "lossbench").iterdir())
+    assert (report / "search_progress.png").exists() and "search_progress.png" in (report / "report.md").read_text()

@@ -172,10 +172,11 @@ def groups(jobs: Sequence[Sequence[str]], dims: Sequence[Dim], defaults: Mapping
 
 
 def _label(gs: list[Group]) -> None:
-    """Each group's label: its lines that differ across the sweep's groups ('all' when one)."""
+    """Each group's label: its lines that differ across the sweep's groups (one group: its loss
+    line, else 'all')."""
     common = set.intersection(*(set(g.lines) for g in gs)) if gs else set()
-    for g in gs:
-        own = [ln for ln in g.lines if ln not in common]
+    for g in gs:   # one group: its loss, when the command names one (the report draws it per loss)
+        own = [ln for ln in g.lines if ln not in common] or [ln for ln in g.lines if conditional.split(ln)[1] == "loss"]
         g.label = " ".join(own) or "all"
 
 
