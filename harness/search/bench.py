@@ -8,6 +8,7 @@ command line into one SQLite store (their own folder); then, per loss, from MLfl
     run-steps      the run-steps each spent until its best first matched it (a grid: all of
                    them, since its best is known only once every setting has run; also the
                    run-steps of its settings in ascending order up to the best)
+    reached        its best came within --rel (a fraction, default 0: matched or beat) of the grid's
     wall s         seconds from the sweep's start (its parent run) to the end of the round that
                    matched it (a grid: to its last run), and the whole process
     trials         how many trials that took, of how many
@@ -61,7 +62,7 @@ def _runs(folder: Path, sweep_id: str) -> pd.DataFrame:
     return runs.assign(_end=runs["run_id"].map(ends))
 
 
-def measure(problem: str, root: Path, trials: int, round: int, steps: int, seeds: str) -> pd.DataFrame:
+def measure(problem: str, root: Path, trials: int, round: int, steps: int, seeds: str, rel: float = 0.0) -> pd.DataFrame:
     from harness.search.progress import progress, to_reach
 
     spec = PROBLEMS[problem]
@@ -83,7 +84,7 @@ def measure(problem: str, root: Path, trials: int, round: int, steps: int, seeds
         if kind == "grid":
             table["series"] = table["series"].str.replace("loss.name=", "loss=", regex=False)   # as the searches label them
             target = {s: float(g["best"].iloc[-1]) for s, g in table.groupby("series")}
-        reach = to_reach(table, target, spec["higher"])
+        reach = to_reach(table, target, spec["higher"], rel)
         for _, r in reach.iterrows():
             part = table[table["series"] == r["series"]]
             if kind == "grid":
@@ -108,11 +109,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--round", type=int, default=4)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--rel", type=float, default=0.0, help="reached: within this fraction of the grid's best")
     ap.add_argument("--root", default="bench-search")
     ap.add_argument("--out", default="bench-search/search_bench.csv")
     a = ap.parse_args(argv)
     root = Path(a.root).resolve()
-    frames = [measure(p, root, a.trials, a.round, a.steps, a.seeds) for p in a.problems.split(",")]
+    frames = [measure(p, root, a.trials, a.round, a.steps, a.seeds, a.rel) for p in a.problems.split(",")]
     df = pd.concat(frames, ignore_index=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(a.out, index=False)

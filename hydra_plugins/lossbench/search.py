@@ -72,6 +72,9 @@ def run(sweeper, opts, tuning, grids, lines: List[str], t0: float):
     n_runs = sum(g.n_trials * len(g.seeds) for g in groups) + (finals.count if finals else 0)
     key = R.sweep_key([s.config_hash for s in specs] + [f"search {opts.sampler} {opts.seed} {[g.metric for g in groups]}"],
                       first.tracking["experiment"])
+    sweep_dir = SW.Path(str(sweeper.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    SW.OmegaConf.save(sweeper.config, sweep_dir / "multirun.yaml")
     ctx, recorded = _start(sweeper, lines, groups, opts, url, first, n_runs, key)
     studies = [GroupStudy(storage, _study_name(ctx.sweep_id, g), g, g.metric, g.higher, opts, g.n_trials) for g in groups]
     loop = _Loop(sweeper, ctx, recorded)
@@ -96,7 +99,7 @@ def run(sweeper, opts, tuning, grids, lines: List[str], t0: float):
         print(_best_line(st), file=sys.stderr)
     print(f"sweep {ctx.sweep_id} done: {done} runs ({diverged} diverged) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     sweeper._finish(first, ctx, done)
-    SW._write_timing(SW.Path(str(sweeper.config.hydra.sweep.dir)), done)
+    SW._write_timing(sweep_dir, done)
     return loop.returns
 
 
