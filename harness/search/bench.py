@@ -1,14 +1,15 @@
 """How fast a search finds what a grid finds: `python -m harness.search.bench`.
 
-For each problem, one grid over the learning rate and two searches of the same range with as
-many trials as the grid has settings (random, the baseline; TPE), each a real sweep through the
-command line into one SQLite store (their own folder); then, per loss, from MLflow:
+For each problem, one grid over the learning rate and two searches of the same range (random,
+the baseline; TPE), of --trials trials each (default: as many as the grid has settings), each a
+real sweep through the command line into one SQLite store (their own folder); then, per loss,
+from MLflow:
 
     grid best      the grid's best validation score (the mean over its seeds)
     run-steps      the run-steps each spent until its best first matched it (a grid: all of
                    them, since its best is known only once every setting has run; also the
                    run-steps of its settings in ascending order up to the best)
-    reached        its best came within --rel (a fraction, default 0: matched or beat) of the grid's
+    reached        its best came within --rel (a fraction; 0: matched or beat it) of the grid's best
     wall s         seconds from the sweep's start (its parent run) to the end of the round that
                    matched it (a grid: to its last run), and the whole process
     trials         how many trials that took, of how many
