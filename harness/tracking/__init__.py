@@ -35,6 +35,9 @@ report reads too. The modules:
   sql.py      the bulk path for SQL stores
   client.py   the MlflowClient path: the experiment, sweeps' parent runs, runs on other stores,
               the Parquet curve files
+  store.py    opening a store when many processes do it at once (a new SQLite file built whole
+              and published atomically; an advisory lock around MLflow's table creation on a
+              server database)
   Tracker     (here) picks the path and hands each module its part
 """
 from __future__ import annotations
@@ -44,6 +47,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from harness.tracking import client as _client
 from harness.tracking import sql as _sql
+from harness.tracking import store as _store
 from harness.tracking.records import build_record, curve_table, dataset_records, point_to_curves
 
 if TYPE_CHECKING:
@@ -58,9 +62,11 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
+        _store.prepare(uri)   # a new SQLite store: built whole beside the target, then published
         if uri.startswith("sqlite:///"):
-            _sql.sqlite_wal(uri)
-        self.client = MlflowClient(uri)
+            _sql.sqlite_wal(uri)   # a store made by another program, in rollback-journal mode
+        with _store.creation_lock(uri):   # a server database: one process at a time creates its tables
+            self.client = MlflowClient(uri)   # opens the store (MLflow creates missing tables here)
         exp = _client.open_experiment(self.client, experiment)
         self.experiment_id = exp.experiment_id
         self.artifact_location = exp.artifact_location
