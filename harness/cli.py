@@ -89,6 +89,11 @@ def run_job(cfg, overrides: tuple[str, ...] = ()) -> dict[str, float]:
         ctx = SweepContext.for_job(spec)
     written, error = run_stacks([spec], ctx, stacks=[[0]])
     if error is not None:
+        from harness.tracking.store import StoreError
+
+        if isinstance(error, StoreError) and ctx.parent is None:   # a job of a sweep: its sweeper says it
+            print(error.line("; the run was trained but not recorded"), file=sys.stderr)
+            sys.exit(1)
         raise error
     w = written[0]
     shown = ", ".join(f"{k}={v:.4g}" for k, v in w.final.items() if k.startswith("test/"))

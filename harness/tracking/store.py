@@ -324,13 +324,56 @@ class StoreError(RuntimeError):
     """A write that failed for good: `<what> in <store> failed after N tries: <cause>`."""
 
     def __init__(self, uri: str, what: str, cause: BaseException, tries: int):
-        self.uri, self.cause = redact(uri), cause
+        self.uri, self.what, self.cause, self.tries = redact(uri), what, cause, tries
         super().__init__(f"{what} in {self.uri} failed after {tries} {'try' if tries == 1 else 'tries'}: "
                          f"{_one_line(cause)}")
 
+    def line(self, then: str = "") -> str:
+        """The one line for the user: `error: tracking.uri=<store>: <cause> (<what> failed)<then>`
+        (the cause as the driver or the OS says it: `database or disk is full`, `[Errno 28] No
+        space left on device: '<file>'`)."""
+        tries = "" if self.tries == 1 else f" after {self.tries} tries"
+        return f"error: tracking.uri={self.uri}: {self.reason} ({self.what} failed{tries}){then}"
+
+    @property
+    def reason(self) -> str:
+        return " ".join(str(_driver_error(self.cause)).split())[:300]
+
+
+def storage_error(error: BaseException) -> bool:
+    """Whether the store, not lossbench, failed: an OS error (a full disk, a read-only or
+    vanished file system), a database driver's or SQLAlchemy's error, anywhere in the chain of
+    causes (MLflow wraps them in MlflowException)."""
+    import sqlalchemy.exc as sx
+
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (StoreError, OSError, sqlite3.Error, sx.SQLAlchemyError)):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+@contextmanager
+def guarded(uri: str, what: str) -> Iterator[None]:
+    """Inside: a storage error (above) becomes a StoreError naming the store, the step and the
+    cause (a StoreError passes as it is); any other error (a bug) keeps its traceback."""
+    try:
+        with _quiet_mlflow():   # its traceback of the failed statement: the StoreError says it in a line
+            yield
+    except StoreError:
+        raise
+    except Exception as e:  # noqa: BLE001 - classified
+        if storage_error(e):
+            raise StoreError(uri, what, e, 1) from e
+        raise
+
 
 def _driver_error(error: BaseException) -> BaseException:
-    """The database driver's own error in the chain (sqlite3's, psycopg's), else the error."""
+    """The database driver's own error in the chain (sqlite3's, psycopg's) or the OS's, else the
+    error."""
     import sqlalchemy.exc as sx
 
     e: BaseException | None = error
@@ -339,6 +382,8 @@ def _driver_error(error: BaseException) -> BaseException:
             break
         if isinstance(e, sx.DBAPIError) and e.orig is not None:
             return e.orig
+        if isinstance(e, (OSError, sqlite3.Error)):
+            return e
         e = e.__cause__ or e.__context__
     return error
 
