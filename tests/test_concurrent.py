@@ -3,10 +3,10 @@
 Real sweeps through the command line (three at once, each several stacks, so that writes
 interleave) into (a) a store file that does not exist yet, (b) an existing store with new
 experiments, (c) one existing experiment, while a real `mlflow server` on the same store answers
-REST requests throughout. Then what each race is about, made certain rather than likely: a
-dataset row that another process inserts between the writer's read and its insert, a store
-locked past SQLite's busy timeout (retried), and past the retries (one line; the stacks written
-stay), and a process killed while it creates the store.
+REST requests throughout, and (d) a new PostgreSQL database. Then what each race is about, made
+certain rather than likely: a dataset row that another process inserts between the writer's
+read and its insert, a store locked past SQLite's busy timeout (retried), and past the retries
+(one line; the stacks written stay), and a process killed while it creates the store.
 """
 from __future__ import annotations
 
@@ -188,6 +188,16 @@ def test_three_sweeps_at_once_all_finish_with_all_their_runs(tmp_path, case):
             server.stop()
     _check(uri, EXPERIMENTS[case], results)
     assert not glob.glob(f"{tmp_path}/mlflow.db.creating-*")
+
+
+def test_three_sweeps_at_once_into_a_new_postgresql_database(tmp_path, postgres_store):
+    """The same race on a server database: its tables created by whichever sweep takes the
+    advisory lock first (before: MLflow's migrations run three times at once), its experiment
+    and data sets by all three."""
+    t0 = time.monotonic()
+    results = _wait(_start_sweeps(tmp_path, postgres_store, ["p", "p", "p2"]))
+    _check(postgres_store, ["p", "p", "p2"], results)
+    print(f"3 sweeps x {N_RUNS} runs into a new PostgreSQL database: {time.monotonic() - t0:.1f} s")
 
 
 # -- the races, made certain -------------------------------------------------------------------

@@ -89,9 +89,9 @@ class Tracker:
         """The parent closed with its tags, metrics and status. When the store refuses that (a full
         disk), the status alone is tried (one row updated: it fits where a batch does not); a
         StoreError either way, `status_set` telling whether the parent shows the status."""
-        try:
-            with _store.guarded(self.uri, f"marking the parent run {status}"):
-                _client.end_sweep(self.client, parent_id, status, tags, metrics)
+        try:   # idempotent (MLflow skips a metric logged twice): retried when the store is busy
+            _store.retrying(lambda: _client.end_sweep(self.client, parent_id, status, tags, metrics), self.uri,
+                            f"marking the parent run {status}")
         except _store.StoreError as e:
             try:
                 with _store.guarded(self.uri, f"marking the parent run {status}"):
@@ -103,8 +103,7 @@ class Tracker:
 
     def describe(self, run_id: str, markdown: str) -> None:
         """Sets a run's description (shown on its page in the MLflow UI)."""
-        with _store.guarded(self.uri, "describing the parent run"):
-            _client.describe(self.client, run_id, markdown)
+        _store.retrying(lambda: _client.describe(self.client, run_id, markdown), self.uri, "describing the parent run")
 
     # -- runs -----------------------------------------------------------------------------
     def write(self, results: Sequence["RunResult"], parent_id: str | None, sweep_id: str, *,

@@ -18,7 +18,8 @@ while it runs the ~100 migrations leaves a store that is neither empty nor whole
 
 And `retrying`: a write that collides with another process's (SQLite's `database is locked`,
 a row inserted meanwhile, a deadlock) is tried again with backoff, a bounded number of times,
-then fails in one line that names the store and the cause.
+then fails as a StoreError; `guarded` turns any other failure of the store (a full disk) into
+one. StoreError.line() is the user's one line: the store, the cause, the step that failed.
 """
 from __future__ import annotations
 
@@ -42,9 +43,7 @@ FOREIGN_IDLE_S = 5.0             # ... and how long it may stay unchanged before
 def sqlite_path(uri: str) -> str | None:
     """The file of an `sqlite:///` URI (relative to the working directory, as MLflow reads it),
     None for an in-memory database or another scheme."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    path = uri[len("sqlite:///"):].split("?", 1)[0] if uri.startswith("sqlite:///") else None
     return None if not path or path == ":memory:" else path
 
 
@@ -233,7 +232,7 @@ def _sync_folder(folder: str) -> None:
         return
     try:
         os.fsync(fd)
-    except OSError:
+    except OSError:   # a file system that cannot sync a folder: the link is there, unsynced
         pass
     finally:
         os.close(fd)
@@ -275,7 +274,8 @@ def retrying(attempt, uri: str, what: str, done=None, tries: int | None = None, 
     try already waits up to 20 s for a lock: MLflow's busy_timeout). done(), when given, is
     asked before each retry whether the failed try took effect after all (a commit whose answer
     was lost): then it is not repeated. The last error, or a non-transient one, is raised as a
-    StoreError that names the store and the cause in one line, chained to the original."""
+    StoreError that names the store and the cause in one line, chained to the original; an
+    error that is not the store's (storage_error) is raised as it is."""
     import random
 
     tries, within_s = tries or TRIES, WITHIN_S if within_s is None else within_s
@@ -285,6 +285,8 @@ def retrying(attempt, uri: str, what: str, done=None, tries: int | None = None, 
             with _quiet_mlflow():
                 return attempt()
         except Exception as e:  # noqa: BLE001 - classified below
+            if not storage_error(e):   # a bug, not the store: its traceback as it is
+                raise
             pause = min(cap_s, base_s * 2 ** k) * random.uniform(0.5, 1.5)
             if not transient(e) or k == tries - 1 or time.monotonic() - start + pause > within_s:
                 raise StoreError(uri, what, e, k + 1) from e
