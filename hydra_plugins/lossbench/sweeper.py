@@ -36,6 +36,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import OmegaConf
 
 from harness import resume as _resume
+from hydra_plugins.lossbench import tally as _ending
 from hydra_plugins.lossbench.tally import counts as _counts, values as _values
 
 log = logging.getLogger(__name__)
@@ -73,28 +74,25 @@ class LossbenchSweeper(BasicSweeper):
     def sweep(self, arguments: List[str]) -> Any:
         """The sweep, with SIGTERM turned into the KeyboardInterrupt that SIGINT raises, and
         either ending it with one line (the parent KILLED, its counts right) and exit status
-        128 + the signal's number."""
+        128 + the signal's number; a store that fails for good (a full disk) ends it with one
+        line too (the store, the cause, the runs kept, the parent FAILED) and exit status 1."""
         import signal
 
         from harness.interrupt import Interrupted, handled
+        from harness.tracking.store import StoreError
 
         try:
             with handled():
                 return self._sweep(arguments)
         except KeyboardInterrupt as e:
             signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
-            print(self._interrupted_line(signal.Signals(signum).name), file=sys.stderr)
+            print(_ending.interrupted(getattr(self, "_ctx", None), getattr(self, "_counts", None),
+                                     signal.Signals(signum).name), file=sys.stderr)
             sys.exit(128 + int(signum))
-
-    def _interrupted_line(self, name: str) -> str:
-        ctx, counts = getattr(self, "_ctx", None), getattr(self, "_counts", None)
-        if ctx is None:
-            return f"interrupted ({name}) before the sweep started: nothing was written"
-        if counts is None:
-            return f"sweep {ctx.sweep_id} interrupted ({name}); rerun the same command to resume it"
-        done, n = counts
-        return (f"sweep {ctx.sweep_id} interrupted ({name}): {done} of {n} runs recorded, parent run KILLED; "
-                f"rerun the same command (or python -m harness.resume {ctx.sweep_id}) to train the other {n - done}")
+        except StoreError as e:   # a full disk, a store that stays locked: one line, exit status 1
+            print(e.line(_ending.failed(getattr(self, "_ctx", None), getattr(self, "_counts", None),
+                                        getattr(self, "_close_error", None))), file=sys.stderr)
+            sys.exit(1)
 
     def _sweep(self, arguments: List[str]) -> Any:
         """Validate every job, open (or resume) the parent run, launch, close the parent, report."""
@@ -117,8 +115,12 @@ class LossbenchSweeper(BasicSweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         ctx, recorded = self._start(lines, jobs, specs, _study(self.config, specs), len(jobs) + (finals.count if finals else 0))
         returns, done, diverged = self._launch(ctx, jobs, t0, finals, recorded)
+        from harness.tracking.store import StoreError
+
         for batch in returns:
             for r in batch:
+                if isinstance(r._return_value, StoreError):   # said in one line by sweep(), not logged by Hydra
+                    raise r._return_value
                 _ = r.return_value  # re-raise a failed job's exception, as Hydra's sweeper does
         print(f"sweep {ctx.sweep_id} done: {done} runs ({diverged} diverged) in {time.perf_counter() - t0:.1f} s",
               file=sys.stderr)
@@ -222,11 +224,13 @@ class LossbenchSweeper(BasicSweeper):
         from harness import timing
         from harness.sweep import SweepContext, tracker_for
 
+        from harness.tracking.store import guarded
+
         with timing.phase("track"):
             tracker = tracker_for(specs[0])
         self._n_runs = n_runs
         key = _resume.sweep_key([s.config_hash for s in specs], specs[0].tracking["experiment"])
-        with timing.phase("track"):
+        with timing.phase("track"), guarded(tracker.uri, "resuming the sweep"):
             resumed = self._resumed(tracker, key, n_runs)
         if resumed is not None:
             ctx = SweepContext(resumed[0], resumed[1], tracker, specs={tuple(job): s for job, s in zip(jobs, specs)})
@@ -261,6 +265,7 @@ class LossbenchSweeper(BasicSweeper):
         from harness import schema as S
         from harness import timing
         from harness.sweep import new_sweep_id
+        from harness.tracking.store import guarded
 
         sweep_id = new_sweep_id()
         swept = {}
@@ -277,7 +282,8 @@ class LossbenchSweeper(BasicSweeper):
         with timing.phase("track"):
             parent = tracker.start_sweep(sweep_id, params, tags, artifacts)
             # the grid's key last: a parent is resumable only once its params and artifacts are in
-            tracker.client.set_tag(parent, S.SWEEP_KEY_TAG, grid_key)
+            with guarded(tracker.uri, "tagging the sweep's parent run"):
+                tracker.client.set_tag(parent, S.SWEEP_KEY_TAG, grid_key)
         return parent, sweep_id
 
     def _launch(self, ctx, jobs, t0: float, finals=None, recorded: Optional[Dict[str, str]] = None):
@@ -308,12 +314,27 @@ class LossbenchSweeper(BasicSweeper):
             if failed or (status == "FINISHED" and done < self._n_runs):
                 status = "FAILED"
             self._counts = (done, self._n_runs)
-            with timing.phase("track"):
-                ctx.tracker.end_sweep(ctx.parent, status, {S.SWEEP_STATUS_TAG: status.lower()},
-                                      {S.SWEEP_RUNS: done, S.SWEEP_DIVERGED: diverged, S.SWEEP_FAILED: failed,
-                                       S.SWEEP_MISSING: max(self._n_runs - done, 0),
-                                       S.SWEEP_SECONDS: time.perf_counter() - t0})
+            self._close(ctx, status, {S.SWEEP_RUNS: done, S.SWEEP_DIVERGED: diverged, S.SWEEP_FAILED: failed,
+                                      S.SWEEP_MISSING: max(self._n_runs - done, 0),
+                                      S.SWEEP_SECONDS: time.perf_counter() - t0})
         return returns, done, diverged
+
+    def _close(self, ctx, status: str, metrics: Dict[str, float]) -> None:
+        """The parent run closed with its status and counts. A store that refuses (the full disk
+        that failed a stack) leaves it RUNNING, for resume to close: the error that stopped the
+        sweep is the one reported, this one is kept for its line (tally.failed)."""
+        from harness import schema as S
+        from harness import timing
+        from harness.tracking.store import StoreError
+
+        self._close_error = None
+        try:
+            with timing.phase("track"):
+                ctx.tracker.end_sweep(ctx.parent, status, {S.SWEEP_STATUS_TAG: status.lower()}, metrics)
+        except StoreError as e:
+            self._close_error = e
+            if status == "FINISHED":   # nothing else failed: this is the sweep's error
+                raise
 
     def _launch_all(self, jobs, returns: list, start: int = 0) -> None:
         if not jobs:
