@@ -7,8 +7,8 @@ the worst stop early at a few rungs, as ASHA does (synchronously: a stack's runs
             data, its outliers and the seed, hence the data draw, split, initialization and
             minibatch order: a fair race between settings), the n live runs are ranked by their
             score and all but the best ceil(keep * n) stop (keep = train.prune_keep, default 1/eta;
-            at least one run of a group always goes on). Ties keep the earlier run of the stack;
-            a NaN score ranks last; padding slots and runs that already stopped do not race.
+            at least one run of a group always goes on). A run tied with the cut goes on too;
+            a NaN score ranks last (NaN ties with NaN); padding slots and runs that already stopped do not race.
     score   train.prune_metric: `auto` is the run's validation metric `val/<primary>` (the primary
             metric of its family, harness/metric_table.py) when dataset.val_size > 0 and that metric
             is a curve, else the training objective `train/objective` (as logged at the rung: a
@@ -113,16 +113,18 @@ def rungs(train: dict) -> list[int]:
 
 def survivors(score: np.ndarray, live: np.ndarray, keep: float, higher: bool) -> np.ndarray:
     """One group's race: score and live [K]; the live runs that go on (bool [K]): the best
-    ceil(keep * n_live) (at least one), ties to the earlier slot, NaN last."""
+    ceil(keep * n_live) (at least one) and any run tied with the last of them, NaN last."""
     idx = np.flatnonzero(live)
     if len(idx) == 0:
         return live.copy()
     n_keep = max(1, math.ceil(keep * len(idx) - 1e-9))
     s = score[idx].astype(np.float64)
     key = np.where(np.isnan(s), np.inf, -s if higher else s)
-    order = idx[np.lexsort((idx, key))]        # by score, then by slot
     out = np.zeros_like(live)
-    out[order[:n_keep]] = True
+    # a run whose score equals the cut's goes on: no run stops for a score equal to one that goes
+    # on (runs converged to one optimum tie to the last bit; the slot order would pick at random)
+    cut = np.sort(key)[n_keep - 1]
+    out[idx[key <= cut]] = True
     return out
 
 

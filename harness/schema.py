@@ -7,7 +7,8 @@ spelled here once. Plain Python: no torch, no MLflow.
                 lossbench.sweep_status (running | finished | failed | killed), mlflow.runName
                 "sweep <id>", lossbench.sweep_key / owner / argv / cwd (resume)
       params    sweep.<key> (each override as given), sweep.n_runs, sweep.launcher
-      metrics   sweep/runs, sweep/diverged, sweep/failed, sweep/seconds
+      metrics   sweep/runs, sweep/diverged, sweep/pruned, sweep/failed, sweep/missing, sweep/steps_run,
+                sweep/seconds
       artifacts multirun.yaml, study.yaml, curves/<file>.parquet (tracking.curves=parquet)
     child run (one per job)
       tags      lossbench.kind=run, lossbench.sweep_id, lossbench.status, lossbench.config_hash,
@@ -110,6 +111,8 @@ SWEEP_RUNS = "sweep/runs"              # runs recorded (FINISHED children), over
 SWEEP_DIVERGED = "sweep/diverged"
 SWEEP_FAILED = "sweep/failed"          # jobs that raised
 SWEEP_SECONDS = "sweep/seconds"        # wall time of the sweep's last invocation
+SWEEP_PRUNED = "sweep/pruned"          # runs stopped at a rung by train.prune=halving
+SWEEP_STEPS_RUN = "sweep/steps_run"    # optimizer steps its runs took (train/steps_run summed; NaN: runs from before it)
 SWEEP_MISSING = "sweep/missing"        # runs of the grid not recorded (a killed or failed sweep; resume trains them)
 
 # -- artifacts --------------------------------------------------------------------------------

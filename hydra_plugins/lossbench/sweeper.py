@@ -34,7 +34,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import OmegaConf
 
 from harness import resume as _resume
-from hydra_plugins.lossbench.tally import counts as _counts, values as _values
+from hydra_plugins.lossbench.tally import counts as _counts, steps_run as _steps_run, values as _values
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +100,12 @@ class LossbenchSweeper(BasicSweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         ctx, recorded = self._start(lines, jobs, specs, _study(self.config, specs), len(jobs) + (finals.count if finals else 0))
-        returns, done, diverged = self._launch(ctx, jobs, t0, finals, recorded)
+        returns, done, diverged, pruned = self._launch(ctx, jobs, t0, finals, recorded)
         for batch in returns:
             for r in batch:
                 _ = r.return_value  # re-raise a failed job's exception, as Hydra's sweeper does
-        print(f"sweep {ctx.sweep_id} done: {done} runs ({diverged} diverged) in {time.perf_counter() - t0:.1f} s",
+        stopped = f"{diverged} diverged" + (f", {pruned} pruned" if pruned else "")
+        print(f"sweep {ctx.sweep_id} done: {done} runs ({stopped}) in {time.perf_counter() - t0:.1f} s",
               file=sys.stderr)
         self._finish(specs[0], ctx, done)
         _write_timing(sweep_dir, len(jobs))
@@ -286,16 +287,17 @@ class LossbenchSweeper(BasicSweeper):
             raise
         finally:
             failed = sum(1 for batch in returns for r in batch if r.status != JobStatus.COMPLETED)
-            done, diverged = _counts(ctx, returns, recorded)
+            done, diverged, pruned = _counts(ctx, returns, recorded)
             if failed or (status == "FINISHED" and done < self._n_runs):
                 status = "FAILED"
             self._counts = (done, self._n_runs)
             with timing.phase("track"):
                 ctx.tracker.end_sweep(ctx.parent, status, {S.SWEEP_STATUS_TAG: status.lower()},
                                       {S.SWEEP_RUNS: done, S.SWEEP_DIVERGED: diverged, S.SWEEP_FAILED: failed,
-                                       S.SWEEP_MISSING: max(self._n_runs - done, 0),
+                                       S.SWEEP_MISSING: max(self._n_runs - done, 0), S.SWEEP_PRUNED: pruned,
+                                       S.SWEEP_STEPS_RUN: _steps_run(ctx, returns, recorded),
                                        S.SWEEP_SECONDS: time.perf_counter() - t0})
-        return returns, done, diverged
+        return returns, done, diverged, pruned
 
     def _launch_all(self, jobs, returns: list, start: int = 0) -> None:
         if not jobs:
