@@ -18,7 +18,12 @@ A study declares it:
     study:
       protocol: tuned
       tune: {keys: [optimizer.lr], grid: {optimizer.lr: "0.003,0.01,0.03,0.1"}, val_size: 0.2,
-             seeds: "0,1", final_seeds: "10,11,12,13,14"}
+             seeds: "0,1", final_seeds: "10,11,12,13,14", prune: false}
+
+`tune.prune: true` trains phase 1 with successive halving (train.prune=halving, harness/prune.py:
+the race's score is then the validation metric): a pruned run stopped at a rung and its values
+do not count in the choice (a setting whose every run was pruned comes after those with a
+value); phase 2 trains its runs to the end, unpruned.
 
 A study of the shared protocol may carry its `tune:` block: `study.protocol=tuned` on the command
 line then runs it tuned (its report and the shared one's say whether the verdicts survive).
@@ -49,6 +54,7 @@ class Tuning:
     final_seeds: tuple[int, ...]
     metric: str | None = None
     grid: tuple[tuple[str, str], ...] = ()   # values of tuned keys the study's own grid does not sweep
+    prune: bool = False                      # phase 1 with train.prune=halving
 
     @classmethod
     def of(cls, study: Mapping[str, Any] | None) -> "Tuning | None":
@@ -69,7 +75,10 @@ class Tuning:
             raise ConfigError("study.tune.final_seeds", t.get("final_seeds"),
                               f"at least {MIN_FINAL_SEEDS} seeds, none of phase 1's ({', '.join(map(str, seeds))})")
         grid = tuple((str(k), str(v)) for k, v in (t.get("grid") or {}).items())
-        return cls(keys, float(val), seeds, final, t.get("metric"), grid)
+        prune = t.get("prune", False)
+        if not isinstance(prune, bool):
+            raise ConfigError("study.tune.prune", prune, "true or false (phase 1 with train.prune=halving)")
+        return cls(keys, float(val), seeds, final, t.get("metric"), grid, prune)
 
     def phase1(self, lines: Sequence[str]) -> list[str]:
         """Phase 1's sweep lines: the study's (plus `tune.grid`'s values of tuned keys it does not
@@ -77,11 +86,13 @@ class Tuning:
         out = [ln for ln in lines if _key(ln) not in ("seed", "dataset.val_size", "phase")]
         have = {_key(ln) for ln in out}
         out += [f"{k}={v}" for k, v in self.grid if k not in have]
+        if self.prune and "train.prune" not in have:
+            out.append("train.prune=halving")
         return out + [f"seed={','.join(map(str, self.seeds))}", f"dataset.val_size={self.val_size}", "phase=tune"]
 
     def final(self, job: Sequence[str], seed: int) -> list[str]:
         """A phase-1 job as a phase-2 run with `seed`: the full training split, phase=final."""
-        kept = [ln for ln in job if _key(ln) not in ("seed", "dataset.val_size", "phase")]
+        kept = [ln for ln in job if _key(ln) not in ("seed", "dataset.val_size", "phase", "train.prune")]
         return kept + [f"seed={seed}", "dataset.val_size=0.0", "phase=final"]
 
 
@@ -89,16 +100,21 @@ def choose(runs: pd.DataFrame, keys: Sequence[str], metric: str, higher: bool) -
     """Per group (runs equal in every param column but the tuned `keys`, the seed, the
     validation size and the phase), the chosen setting: fewest diverged runs, then the best mean
     of `metric`. One row per group: the group's params, the chosen keys' values, `mean`, `n`,
-    `n_diverged`, `index` (the runs-table index of one run of the chosen setting)."""
+    `n_diverged`, `index` (the runs-table index of one run of the chosen setting). A pruned run
+    (status pruned: stopped at a rung) is neither a value nor a divergence; a setting with no
+    value comes after those with one."""
     params = [c for c in runs.columns if c not in keys and c not in NOT_GROUPED and _is_param(c, runs)]
-    df = runs.assign(_y=pd.to_numeric(runs[metric], errors="coerce"), _div=~np.isfinite(pd.to_numeric(runs[metric], errors="coerce")))
+    y = pd.to_numeric(runs[metric], errors="coerce")
+    pruned = runs["status"].eq("pruned") if "status" in runs else pd.Series(False, index=runs.index)
+    df = runs.assign(_y=y.where(~pruned), _div=~np.isfinite(y) & ~pruned)
     by = params + list(keys)
     g = df.groupby(by, dropna=False, sort=False)
     s = g.agg(mean=("_y", "mean"), n=("_y", "count"), n_diverged=("_div", "sum")).reset_index()
     s["index"] = g.apply(lambda d: d.index[0]).to_numpy()
     s["_rank"] = s["mean"] * (-1 if higher else 1)
-    s = s.sort_values(["n_diverged", "_rank"], na_position="last", kind="stable")
-    return s.groupby(params, dropna=False, sort=False).head(1).drop(columns="_rank").reset_index(drop=True)
+    s["_none"] = s["n"] == 0
+    s = s.sort_values(["_none", "n_diverged", "_rank"], na_position="last", kind="stable")
+    return s.groupby(params, dropna=False, sort=False).head(1).drop(columns=["_rank", "_none"]).reset_index(drop=True)
 
 
 def _is_param(col: str, runs: pd.DataFrame) -> bool:
@@ -106,7 +122,7 @@ def _is_param(col: str, runs: pd.DataFrame) -> bool:
     from harness.metric_table import is_metric
 
     return not is_metric(col) and col not in ("run_id", "run_name", "status", "task", "eval", "config_hash",
-                                             "diverged_step", "curves", "study")
+                                             "diverged_step", "pruned_step", "curves", "study")
 
 
 def _key(line: str) -> str:

@@ -186,3 +186,45 @@ def test_a_pruned_sweep_through_the_command_line_and_its_report(tmp_path, store)
     assert (got.reindex(n.index) == n).all() and got.drop(n.index).fillna(0).eq(0).all()
     text = open(f"{folder}/index.md").read() if (folder / "index.md").exists() else open(f"{folder}/index.html").read()
     assert f"{len(pr)} pruned" in text and "run-steps" in text
+
+
+def test_the_tuned_protocol_prunes_its_first_phase_only():
+    from harness.protocol import Tuning, choose
+
+    t = Tuning.of({"protocol": "tuned", "tune": {"final_seeds": "5,6,7,8,9", "prune": True}})
+    assert t.phase1(["loss=mse"])[-4:] == ["train.prune=halving", "seed=0,1", "dataset.val_size=0.2", "phase=tune"]
+    assert t.final(["loss=mse", "train.prune=halving", "seed=0", "phase=tune"], 5) == \
+        ["loss=mse", "seed=5", "dataset.val_size=0.0", "phase=final"]
+    assert "train.prune=halving" not in Tuning.of({"protocol": "tuned", "tune": {"final_seeds": "5,6,7,8,9"}}).phase1(["loss=mse"])
+    with pytest.raises(ConfigError) as e:
+        Tuning.of({"protocol": "tuned", "tune": {"final_seeds": "5,6,7,8,9", "prune": "yes"}})
+    assert e.value.key == "study.tune.prune"
+    # a pruned run's value (at its rung) does not count, nor as a divergence; all pruned: last
+    rows = [("a", 0.1, 0, 1.0, "converged"), ("a", 0.1, 1, 1.2, "converged"), ("a", 1.0, 0, 0.5, "pruned"),
+            ("a", 1.0, 1, 2.0, "converged"), ("a", 0.01, 0, 0.1, "pruned"), ("a", 0.01, 1, 0.1, "pruned")]
+    df = pd.DataFrame(rows, columns=["loss.name", "optimizer.lr", "seed", "val/rmse", "status"])
+    c = choose(df, ["optimizer.lr"], "val/rmse", higher=False)
+    assert c["optimizer.lr"].tolist() == [0.1] and c["n_diverged"].tolist() == [0]
+    assert choose(df[df["optimizer.lr"] != 0.1], ["optimizer.lr"], "val/rmse", False)["optimizer.lr"].tolist() == [1.0]
+
+
+def test_a_tuned_sweep_with_pruning(tmp_path, store):
+    """Phase 1 pruned on its validation score, phase 2 unpruned at settings chosen among runs
+    trained to the end."""
+    from mlflow.tracking import MlflowClient
+
+    study = 'study={name:tiny,protocol:tuned,tune:{final_seeds:"10,11,12,13,14",prune:true}}'
+    harness("-m", "loss=mse", "optimizer.lr=0.003,0.01,0.03,0.1,0.3,1.0", "train.steps=40", "train.prune_every=5",
+            study, f"tracking.uri={store}", f"hydra.sweep.dir={tmp_path}/ms", cwd=tmp_path)
+    c = MlflowClient(store)
+    kids = [r for r in c.search_runs([c.get_experiment_by_name("lossbench").experiment_id], max_results=1000)
+            if "mlflow.parentRunId" in r.data.tags]
+    tune = [r for r in kids if r.data.tags["lossbench.phase"] == "tune"]
+    final = [r for r in kids if r.data.tags["lossbench.phase"] == "final"]
+    assert len(tune) == 12 and len(final) == 5
+    assert {r.data.params["train.prune"] for r in tune} == {"halving"} and {r.data.params["train.prune_metric"] for r in tune} == {"val/rmse"}
+    assert any(r.data.tags["lossbench.status"] == PRUNED for r in tune)
+    assert all(r.data.tags["lossbench.status"] != PRUNED and "train.prune" not in r.data.params for r in final)
+    lr = {r.data.params["optimizer.lr"] for r in final}
+    ends = [r for r in tune if r.data.tags["lossbench.status"] == CONVERGED]
+    assert lr <= {r.data.params["optimizer.lr"] for r in ends} and len(lr) == 1
