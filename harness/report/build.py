@@ -80,7 +80,10 @@ def build_report(uri: str = "sqlite:///mlflow.db", experiment: str = "lossbench"
     summ.to_csv(folder / "summary.csv", index=False)
 
     sources = dict(zip(runs["run_id"], runs["curves"])) if "curves" in runs else {}
-    ctx = FigureContext(folder, remembered(lambda ids, key: L.curves(client, ids, key, sources)),
+    # a pruned run's curve stops at its rung: curve figures and claims leave it out, as its finals
+    stopped = set(runs.loc[runs["status"] == PRUNED, "run_id"].astype(str)) if "status" in runs else set()
+    ctx = FigureContext(folder, remembered(lambda ids, key: L.curves(client, [i for i in ids if str(i) not in stopped],
+                                                                     key, sources)),
                         lambda run_id, name: L.artifact_text(client, run_id, name))
     plots.reset_colors()  # one colour per series across the report's figures
     parts = _parts(sw, runs)
