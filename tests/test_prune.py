@@ -228,3 +228,11 @@ def test_a_tuned_sweep_with_pruning(tmp_path, store):
     lr = {r.data.params["optimizer.lr"] for r in final}
     ends = [r for r in tune if r.data.tags["lossbench.status"] == CONVERGED]
     assert lr <= {r.data.params["optimizer.lr"] for r in ends} and len(lr) == 1
+
+
+def test_a_bad_prune_option_on_the_command_line_is_one_line_exit_2(tmp_path, store):
+    p = harness("-m", "loss=mse,mae", "train.prune=halving", "train.prune_metric=test/rmse", f"tracking.uri={store}",
+                f"hydra.sweep.dir={tmp_path}/s", cwd=tmp_path, check=False)
+    assert p.returncode == 2 and p.stdout == "" and len(p.stderr.strip().splitlines()) == 1
+    assert p.stderr.startswith("error: train.prune_metric='test/rmse': never a test metric")
+    assert not (tmp_path / "mlflow.db").exists()
