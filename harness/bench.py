@@ -71,10 +71,12 @@ def main(argv: list[str] | None = None) -> None:
                     "(default: metrics up to x10, parquet from x100 on: 28 million metric rows are not a sweep's job)")
     ap.add_argument("--workdir", default=None, help="where the store and sweep folders go (default: a temp dir)")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--uri", default=None, help="the tracking store (default: sqlite in the workdir), e.g. "
+                    "postgresql://HOST/DB to measure the bulk writer on PostgreSQL")
     a = ap.parse_args(argv)
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix="lossbench-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{workdir / 'bench.db'}"
+    uri = a.uri or f"sqlite:///{workdir / 'bench.db'}"
     print(f"benchmark store: {uri}", flush=True)
     warm = sweep(["loss=mse", "seed=0", "train.steps=5"], uri, "warmup", workdir, "batched", a.device)
     del warm
