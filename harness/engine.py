@@ -16,7 +16,11 @@ param_error every eval_every steps (and all of them at the last step).
 
 A run whose objective turns NaN/inf, or exceeds divergence_factor x max(initial loss, 1), stops:
 its parameters freeze, it is recorded as diverged with its curve up to that point (NaN after
-it) and NaN final metrics, and its neighbours go on. Curves are kept on the device and copied
+it) and NaN final metrics, and its neighbours go on. With train.prune=halving the worst runs of
+each data group also stop at a few rungs (harness/prune.py): recorded as pruned, with their
+curves up to the rung and their final metrics there, and the stack compacted to the runs that
+go on. Every run records train/steps_run, the optimizer steps it took (its share of the
+run-steps a sweep cost). Curves are kept on the device and copied
 out once, at the end, so a GPU never waits on the host inside the loop. A single run is a stack
 of one: same code path.
 
@@ -34,6 +38,7 @@ import numpy as np
 import torch
 
 from harness import extras, interrupt
+from harness import prune as P
 from harness import layout as L
 from harness.data import Prepared, load
 from harness.heads import HEADS
@@ -42,7 +47,7 @@ from harness.metrics import FAMILY_METRICS, Representation
 from harness.metric_table import FAMILIES
 from harness.models import MODELS
 from harness.optim import OPTIMIZERS, schedule_factors
-from harness.schema import CONVERGED, DIVERGED
+from harness.schema import CONVERGED, DIVERGED, PRUNED, STEPS_RUN
 from harness.spec import RunSpec, resolve_device
 from harness.tasks import TASKS
 
@@ -52,7 +57,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 @dataclass
 class RunResult:
     spec: RunSpec
-    status: str                                   # schema.CONVERGED | schema.DIVERGED
+    status: str                                   # schema.CONVERGED | schema.DIVERGED | schema.PRUNED
     diverged_step: int | None
     curves: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (steps, values)
     final: dict[str, float]
@@ -61,6 +66,7 @@ class RunResult:
     data: Prepared | None = field(default=None, repr=False)
     params: dict[str, np.ndarray] | None = field(default=None, repr=False)  # final, when asked for
     artifacts: dict[str, str] = field(default_factory=dict, repr=False)     # text files the task records
+    pruned_step: int | None = None                # the rung a pruned run stopped at
 
 
 def train(specs: Sequence[RunSpec], keep_params: bool = False, sync_check: bool = False) -> list[RunResult]:
@@ -74,6 +80,8 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False, sync_check: bool 
             interrupt.check()   # SIGTERM / SIGINT during a sweep: drop this stack, keep the others
             loss, obj, grads, gnorm = st.step(s)
             st.evaluate(s, loss, obj, gnorm)
+            if st.halving is not None and s in st.rung_steps:
+                grads = st.halving.rung(st, s, loss, grads, keep_params)   # stops the race's losers, compacts
             if s < st.steps:
                 st.opt.step(st.params, grads, st.lr_at(s), st.alive, s + 1)
     finals = st.finals()
@@ -143,8 +151,13 @@ class _Stack:
             self.w_true = self._stack([d.w_true for d in self.datas])[:, None, :]                     # [U, 1, d]
             self.w_unscale = self._stack([d.y_scale / d.x_scale for d in self.datas])[:, None, :]   # [U, 1, d]
         self.Xt, self.Xt_test = (Z.transpose(1, 2).contiguous() for Z in (self.data.X, self.data.ev.X))
-        self.log_steps = [s for s in range(self.steps + 1) if s % t["log_every"] == 0 or s == self.steps]
-        self.eval_steps = [s for s in range(self.steps + 1) if s % t["eval_every"] == 0 or s == self.steps]
+        self.layout0, self.home = lay, None      # the layout as built, and each slot's place in the record
+        self.halving = P.Halving.of(self)
+        self.rung_steps = set(self.halving.rungs) if self.halving is not None else set()
+        # a pruned run's curves end at its rung: rungs are logging and evaluation steps
+        due = lambda s, every: s % every == 0 or s == self.steps or s in self.rung_steps
+        self.log_steps = [s for s in range(self.steps + 1) if due(s, t["log_every"])]
+        self.eval_steps = [s for s in range(self.steps + 1) if due(s, t["eval_every"])]
         self.log_pos = {s: i for i, s in enumerate(self.log_steps)}
         self.eval_pos = {s: i for i, s in enumerate(self.eval_steps)}
         self.curves = {"train/loss": self._nan(len(self.log_steps))}
@@ -153,6 +166,12 @@ class _Stack:
         self.died = torch.full((lay.U, lay.K), self.steps + 1, dtype=torch.long, device=device)
         self.threshold = self.out_te = None
         self.names = list(self.params)
+        # Pruning compacts the run axis (prune.py): the record (curves, stop steps) keeps the
+        # layout's K slots plus a spare one for filler slots, and each slot writes at `home`.
+        self.real_now = lay.real.copy()
+        self.died_rec = self.died.clone() if self.halving is None else \
+            torch.full((lay.U, lay.K + 1), self.steps + 1, dtype=torch.long, device=device)
+        self.last: dict[str, torch.Tensor] = {}
 
     def lr_at(self, s: int) -> torch.Tensor:
         """Every run's learning rate at step s, [U, K] (harness/optim.py: schedules)."""
@@ -162,7 +181,28 @@ class _Stack:
         return torch.as_tensor(np.stack(arrays), device=self.device, dtype=self.dtype)
 
     def _nan(self, m: int) -> torch.Tensor:
-        return torch.full((m, self.layout.U, self.layout.K), float("nan"), device=self.device, dtype=self.dtype)
+        K = self.layout0.K + (self.halving is not None)
+        return torch.full((m, self.layout0.U, K), float("nan"), device=self.device, dtype=self.dtype)
+
+    def _put(self, rec: torch.Tensor, v: torch.Tensor) -> None:
+        """Writes [U, K'] values of the slots into the record [U, K (+1)] at their homes."""
+        if self.home is None:
+            rec[:, :self.layout.K] = v
+        else:
+            rec[self.home_u, self.home] = v
+
+    def home_np(self) -> np.ndarray:
+        """Each slot's place in the record, [U, K'] (host)."""
+        if self.home is None:
+            return np.broadcast_to(np.arange(self.layout.K), (self.layout.U, self.layout.K)).copy()
+        return self.home.cpu().numpy()
+
+    def set_home(self, home: np.ndarray) -> None:
+        self.home = torch.as_tensor(home, device=self.device)
+        self.home_u = torch.arange(home.shape[0], device=self.device)[:, None]
+
+    def flush_died(self) -> None:
+        self._put(self.died_rec, self.died)
 
     def forward(self, Xb: torch.Tensor, Xbt: torch.Tensor | None = None) -> torch.Tensor:
         out = self.model.forward(self.params, Xb, Xbt)
@@ -196,7 +236,7 @@ class _Stack:
             self.died = torch.where(self.alive & ~ok, torch.full_like(self.died, s), self.died)
             self.alive = self.alive & ok
             if s in self.log_pos:
-                self.curves["train/loss"][self.log_pos[s]] = loss
+                self._put(self.curves["train/loss"][self.log_pos[s]], loss)
             if s not in self.eval_pos:
                 return
             ev = self.data.ev
@@ -210,7 +250,8 @@ class _Stack:
                 tr = self.metrics.curve(self.forward(self.data.X, self.Xt), self.data.train_ev)
                 vals.update({"train/" + k.split("/", 1)[1]: v for k, v in tr.items() if k.startswith("test/")})
             for k, v in vals.items():
-                self.evals.setdefault(k, self._nan(len(self.eval_steps)))[self.eval_pos[s]] = v
+                self._put(self.evals.setdefault(k, self._nan(len(self.eval_steps)))[self.eval_pos[s]], v)
+            self.last = vals
 
     def finals(self) -> dict[str, np.ndarray]:
         """The family's final-only metrics at the last step, [U, K] each; retrieval metrics score
@@ -246,35 +287,60 @@ class _Stack:
         return {k: host(v) for k, v in vals.items() if k.startswith("test/")}
 
     def collect(self, finals: dict[str, np.ndarray], seconds: float, keep_params: bool) -> list[RunResult]:
-        """One RunResult per spec, in order: curves (NaN after a run stopped), final values."""
-        facts = extras.facts(self)            # data facts: recorded for diverged runs too
-        died = self.died.cpu().numpy()
+        """One RunResult per spec, in order: curves (NaN after a run diverged, cut at the rung a
+        pruned run stopped at), final values (NaN for a diverged run, a pruned run's at its rung)."""
+        facts = extras.facts(self)            # data facts, per data group: recorded for diverged runs too
+        self.flush_died()
+        died = self.died_rec.cpu().numpy()
+        home = self.home_np()
+        lay, U = self.layout0, self.layout0.U
+        K = lay.K + (self.halving is not None)
+        ar = np.arange(U)[:, None]
+
+        def full(a: np.ndarray) -> np.ndarray:   # [U, K', ...] of the slots -> [U, K, ...] of the record
+            out = np.full((U, K) + a.shape[2:], np.nan, dtype=np.float64 if a.dtype.kind == "f" else a.dtype)
+            out[ar, home] = a
+            return out
+
         host = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in {**self.curves, **self.evals}.items()}
+        finals = {k: full(np.asarray(v, dtype=np.float64)) for k, v in finals.items()}
+        h = self.halving
+        stopped = h.stopped_at if h is not None else {}
+        at_stop = h.finals_at_stop if h is not None else {}
         if self.datas[0].evaluated_on == "val":   # judged on a validation split (dataset.val_size): say so
             host = {_val(k): v for k, v in host.items()}
             finals = {_val(k): v for k, v in finals.items()}
-            finals.update(self.held_out())
+            finals.update({k: full(v) for k, v in self.held_out().items()})
+            at_stop = {_val(k): v for k, v in at_stop.items()}
         ls, es = np.array(self.log_steps), np.array(self.eval_steps)
         out: list[Any] = [None] * len(self.specs)
-        params = {k: v.detach().cpu().numpy() for k, v in self.params.items()} if keep_params else None
-        for u, g in enumerate(self.layout.groups):
+        params = {k: full(v.detach().cpu().numpy()) for k, v in self.params.items()} if keep_params else None
+        for u, g in enumerate(lay.groups):
             artifacts = self.task.artifacts(self.datas[u])
             for k, i in enumerate(g):
                 d = int(died[u, k])
-                diverged = d <= self.steps
+                pruned = (u, k) in stopped
+                diverged = d <= self.steps and not pruned
                 curves, final = {}, {}
                 for name, arr in host.items():
                     st = ls if name == "train/loss" else es
                     v = arr[:, u, k]
+                    if pruned:        # a pruned run's curves end where it stopped
+                        curves[name] = (st[st <= d], v[st <= d])
+                        final[name] = float(v[st <= d][-1])
+                        continue
                     # a diverged run has no value after it stopped: NaN there (and for any inf), so
                     # its curves keep the sweep's length and say where the run ended
                     curves[name] = (st, np.where(np.isfinite(v) & (st <= d), v, np.nan))
                     final[name] = float("nan") if diverged else float(v[-1])
                 for name, arr in finals.items():
-                    final[name] = float("nan") if diverged else float(arr[u, k])
-                final.update({name: float(arr[u, k]) for name, arr in facts.items()})
-                out[i] = RunResult(self.specs[i], DIVERGED if diverged else CONVERGED, d if diverged else None,
-                                   curves, final, seconds / len(self.specs), str(self.device), self.datas[u],
-                                   {name: a[u, k] for name, a in params.items()} if params else None, artifacts)
+                    final[name] = float("nan") if diverged else float(at_stop[name][u, k] if pruned else arr[u, k])
+                final.update({name: float(arr[u, 0]) for name, arr in facts.items()})
+                final[STEPS_RUN] = float(min(d, self.steps))
+                p = None
+                if params is not None:
+                    p = h.params_at_stop[(u, k)] if pruned and (u, k) in h.params_at_stop else {n: a[u, k] for n, a in params.items()}
+                out[i] = RunResult(self.specs[i], PRUNED if pruned else DIVERGED if diverged else CONVERGED,
+                                   d if diverged else None, curves, final, seconds / len(self.specs), str(self.device),
+                                   self.datas[u], p, artifacts, d if pruned else None)
         return out
-

@@ -18,7 +18,12 @@ A study declares it:
     study:
       protocol: tuned
       tune: {keys: [optimizer.lr], grid: {optimizer.lr: "0.003,0.01,0.03,0.1"}, val_size: 0.2,
-             seeds: "0,1", final_seeds: "10,11,12,13,14"}
+             seeds: "0,1", final_seeds: "10,11,12,13,14", prune: false}
+
+`tune.prune: true` trains phase 1 with successive halving (train.prune=halving, harness/prune.py:
+the race's score is then the validation metric): a pruned run stopped at a rung and its values
+do not count in the choice (a setting whose every run was pruned comes after those with a
+value); phase 2 trains its runs to the end, unpruned.
 
 Phase 1 may be an adaptive search instead of the grid (harness/search/): `tune: {search: optuna,
 trials: 24, round: 8, grid: {optimizer.lr: "tag(log,interval(1e-4,1))"}}` searches the ranges of
@@ -119,16 +124,21 @@ def choose(runs: pd.DataFrame, keys: Sequence[str], metric: str, higher: bool) -
     """Per group (runs equal in every param column but the tuned `keys`, the seed, the
     validation size and the phase), the chosen setting: fewest diverged runs, then the best mean
     of `metric`. One row per group: the group's params, the chosen keys' values, `mean`, `n`,
-    `n_diverged`, `index` (the runs-table index of one run of the chosen setting)."""
+    `n_diverged`, `index` (the runs-table index of one run of the chosen setting). A pruned run
+    (status pruned: stopped at a rung) is neither a value nor a divergence; a setting with no
+    value comes after those with one."""
     params = [c for c in runs.columns if c not in keys and c not in NOT_GROUPED and _is_param(c, runs)]
-    df = runs.assign(_y=pd.to_numeric(runs[metric], errors="coerce"), _div=~np.isfinite(pd.to_numeric(runs[metric], errors="coerce")))
+    y = pd.to_numeric(runs[metric], errors="coerce")
+    pruned = runs["status"].eq("pruned") if "status" in runs else pd.Series(False, index=runs.index)
+    df = runs.assign(_y=y.where(~pruned), _div=~np.isfinite(y) & ~pruned)
     by = params + list(keys)
     g = df.groupby(by, dropna=False, sort=False)
     s = g.agg(mean=("_y", "mean"), n=("_y", "count"), n_diverged=("_div", "sum")).reset_index()
     s["index"] = g.apply(lambda d: d.index[0]).to_numpy()
     s["_rank"] = s["mean"] * (-1 if higher else 1)
-    s = s.sort_values(["n_diverged", "_rank"], na_position="last", kind="stable")
-    return s.groupby(params, dropna=False, sort=False).head(1).drop(columns="_rank").reset_index(drop=True)
+    s["_none"] = s["n"] == 0
+    s = s.sort_values(["_none", "n_diverged", "_rank"], na_position="last", kind="stable")
+    return s.groupby(params, dropna=False, sort=False).head(1).drop(columns=["_rank", "_none"]).reset_index(drop=True)
 
 
 def _is_param(col: str, runs: pd.DataFrame) -> bool:
@@ -136,7 +146,7 @@ def _is_param(col: str, runs: pd.DataFrame) -> bool:
     from harness.metric_table import is_metric
 
     return not is_metric(col) and col not in ("run_id", "run_name", "status", "task", "eval", "config_hash",
-                                             "diverged_step", "curves", "study", "trial")
+                                             "diverged_step", "pruned_step", "curves", "study", "trial")
 
 
 def _key(line: str) -> str:

@@ -7,12 +7,15 @@ spelled here once. Plain Python: no torch, no MLflow.
                 lossbench.sweep_status (running | finished | failed | killed), mlflow.runName
                 "sweep <id>", lossbench.sweep_key / owner / argv / cwd (resume)
       params    sweep.<key> (each override as given), sweep.n_runs, sweep.launcher
-      metrics   sweep/runs, sweep/diverged, sweep/failed, sweep/seconds
+      metrics   sweep/runs, sweep/diverged, sweep/pruned, sweep/failed, sweep/missing, sweep/steps_run,
+                sweep/seconds
       artifacts multirun.yaml, study.yaml, curves/<file>.parquet (tracking.curves=parquet)
     child run (one per job)
       tags      lossbench.kind=run, lossbench.sweep_id, lossbench.status, lossbench.config_hash,
                 lossbench.task, lossbench.eval, lossbench.device, lossbench.diverged_step (diverged
-                runs), lossbench.curves (tracking.curves=parquet), mlflow.parentRunId, mlflow.runName
+                runs), lossbench.pruned_step (pruned runs), lossbench.curves (tracking.curves=parquet),
+                mlflow.parentRunId, mlflow.runName
+      metrics   the curves and final values (harness/metric_table.py), train/steps_run
       params    the config flattened (`loss.delta`), without the sections in NOT_PARAMS
       inputs    train and test datasets, input tag mlflow.data.context = train | test
       artifacts config.yaml
@@ -29,11 +32,13 @@ KIND_RUN = "run"                       # a training run
 SWEEP_TAG = "lossbench.sweep_id"       # on parents and runs
 STATUS_TAG = "lossbench.status"        # one of the run statuses below (RunResult.status)
 CONVERGED, DIVERGED = "converged", "diverged"
+PRUNED = "pruned"                      # stopped early by train.prune=halving at a rung (harness/prune.py)
 HASH_TAG = "lossbench.config_hash"     # harness.spec.config_hash
 TASK_TAG = "lossbench.task"            # the data's task
 EVAL_TAG = "lossbench.eval"            # the metric family: the task, or embedding
 DEVICE_TAG = "lossbench.device"
 DIVERGED_STEP_TAG = "lossbench.diverged_step"  # diverged runs only
+PRUNED_STEP_TAG = "lossbench.pruned_step"      # pruned runs only: the rung it stopped at
 CURVES_TAG = "lossbench.curves"        # tracking.curves=parquet: runs:/ URI of the file holding the run's curves
 STUDY_TAG = "lossbench.study"          # parent and runs: the study's name (a tour's runs: their part's)
 SWEEP_STATUS_TAG = "lossbench.sweep_status"  # parent, at the end: the status, lower case
@@ -100,11 +105,16 @@ def swept_key(param: str) -> str | None:
     return param[len(SWEEP_PARAM_PREFIX):]
 
 
+# -- metrics of a run beside the metric table ---------------------------------------------------
+STEPS_RUN = "train/steps_run"          # optimizer steps the run took: train.steps, or where it diverged or was pruned
+
 # -- metrics of the parent --------------------------------------------------------------------
 SWEEP_RUNS = "sweep/runs"              # runs recorded (FINISHED children), over every resume of the sweep
 SWEEP_DIVERGED = "sweep/diverged"
 SWEEP_FAILED = "sweep/failed"          # jobs that raised
 SWEEP_SECONDS = "sweep/seconds"        # wall time of the sweep's last invocation
+SWEEP_PRUNED = "sweep/pruned"          # runs stopped at a rung by train.prune=halving
+SWEEP_STEPS_RUN = "sweep/steps_run"    # optimizer steps its runs took (train/steps_run summed; NaN: runs from before it)
 SWEEP_MISSING = "sweep/missing"        # runs of the grid not recorded (a killed or failed sweep; resume trains them)
 
 # -- artifacts --------------------------------------------------------------------------------

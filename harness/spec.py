@@ -64,7 +64,8 @@ class Train(Section):
     name = "train"
     schema = {"steps": int, "batch_size": None, "eval_every": int, "log_every": int,
               "dtype": str, "divergence_factor": float, "eval_train": bool, "optimum": bool, "log_weights": bool,
-              "facts": bool}
+              "facts": bool, "prune": str, "prune_every": int, "prune_eta": float, "prune_keep": None, "prune_metric": str,
+              "prune_compact": bool}
 
     @classmethod
     def check(cls, s, group):
@@ -76,6 +77,9 @@ class Train(Section):
         require(s["log_every"] >= 1, f"{group}.log_every", s["log_every"], "an integer >= 1")
         require(s["dtype"] in DTYPES, f"{group}.dtype", s["dtype"], "one of " + ", ".join(DTYPES))
         require(s["divergence_factor"] > 1, f"{group}.divergence_factor", s["divergence_factor"], "a number > 1")
+        from harness import prune
+
+        prune.check_options(s, group)   # train.prune=halving and its options
 
 
 class Tracking(Section):
@@ -235,6 +239,9 @@ def build_spec(cfg: Mapping[str, Any], overrides: tuple[str, ...] = ()) -> RunSp
     if opt_cls.full_batch and train["batch_size"] is not None:
         raise ConfigError("train.batch_size", train["batch_size"], f"null: optimizer={optimizer['name']} is full batch (use sgd, momentum or adam for minibatches)")
     _outliers(outl, task)
+    from harness import prune
+
+    prune.resolve(train, head.family or task.family, dataset.get("val_size") or 0.0)   # its score; dropped when none
     if train["optimum"]:
         from harness import optimum
 

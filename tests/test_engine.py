@@ -64,7 +64,8 @@ def test_diverging_run_does_not_disturb_its_neighbours():
     assert np.isfinite(values[steps <= d - 1]).all()             # its curve up to that point,
     assert np.isnan(values[steps > d]).all() and len(steps) == 81  # no value after it
     # no final value, but the data's own facts (its stability edge lr*)
-    assert all(np.isnan(v) for k, v in results[1].final.items() if not k.startswith("data/"))
+    assert all(np.isnan(v) for k, v in results[1].final.items() if not k.startswith("data/") and k != "train/steps_run")
+    assert results[1].final["train/steps_run"] == d and results[0].final["train/steps_run"] == 80   # the steps it took
     assert results[1].final["data/lr_edge"] == results[0].final["data/lr_edge"] > 0
     for s, r in zip(calm, (results[0], results[2])):
         (alone,) = train([s])

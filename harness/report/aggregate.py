@@ -1,7 +1,7 @@
 """Runs table -> per-setting statistics over seeds, and the roles the varying params play.
 
 A *group* is a set of runs that differ only in `seed`. For each final metric m of a group with
-n finite values (diverged runs have NaN and are left out):
+n finite values (diverged runs have NaN and are left out; so are pruned runs, see comparable):
 
     mean  = (1/n) sum_i m_i
     sd    = sqrt( sum_i (m_i - mean)^2 / (n - 1) )
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from harness.metric_table import FAMILIES
-from harness.schema import DIVERGED
+from harness.schema import DIVERGED, PRUNED, STEPS_RUN
 from harness.metric_table import metric
 from harness.report.claims.stats import mean_interval, t_ci95  # aggregate.t_ci95 stays a name here
 from harness.report.load import metric_columns, param_columns
@@ -32,6 +32,28 @@ from harness.report.series import LOSS, SEED, series_name, value_text
 
 X_DEFAULT = "outliers.ratio"
 TUNING_PREFIXES = ("optimizer.", "regularization.", "train.")
+
+
+def comparable(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs table as final-metric comparisons read it: a pruned run (train.prune=halving)
+    stopped at a rung, and its final metrics, real numbers at that step, would compare a short
+    run with full ones; they are NaN here, so that every mean, figure and claim compares runs
+    trained to the end (a pruned run is left out and counted, like a diverged one). Its facts of
+    the data (`data/...`) and train/steps_run stay. runs.csv keeps its values as recorded."""
+    if "status" not in df or not (df["status"] == PRUNED).any():
+        return df
+    cols = [c for c in metric_columns(df) if not c.startswith("data/") and c != STEPS_RUN]
+    out = df.copy()
+    out.loc[out["status"] == PRUNED, cols] = np.nan
+    return out
+
+
+def run_steps(df: pd.DataFrame) -> tuple[int, int] | None:
+    """(optimizer steps the runs took, steps they would take unpruned): the sums of train/steps_run
+    and of train.steps; None for runs recorded before train/steps_run existed."""
+    if STEPS_RUN not in df or "train.steps" not in df or df[STEPS_RUN].isna().any():
+        return None
+    return int(df[STEPS_RUN].sum()), int(pd.to_numeric(df["train.steps"]).sum())
 
 
 def varying(df: pd.DataFrame) -> list[str]:
@@ -81,7 +103,7 @@ def task_metrics(df: pd.DataFrame) -> list[str]:
 
 
 def stats(df: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
-    """One row per combination of `keys`: n_runs, n_diverged, and per metric
+    """One row per combination of `keys`: n_runs, n_diverged, n_pruned, and per metric
     `<m> mean`, `<m> sd`, `<m> ci95` (the t half-width), `<m> ci_lo`, `<m> ci_hi` (the 95%
     interval that respects the metric's bounds, claims.stats.mean_interval), `<m> n` over the
     runs with a finite value."""
@@ -91,6 +113,7 @@ def stats(df: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame
     g = df.groupby(keys, dropna=False, sort=True)
     out = g.size().rename("n_runs").to_frame()
     out["n_diverged"] = g["status"].agg(lambda s: int((s == DIVERGED).sum())) if "status" in df else 0
+    out["n_pruned"] = g["status"].agg(lambda s: int((s == PRUNED).sum())) if "status" in df else 0
     for m in metrics:
         vals = df[m].where(np.isfinite(df[m].astype(float)))
         gm = vals.groupby([df[k] for k in keys], dropna=False, sort=True)

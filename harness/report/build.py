@@ -37,7 +37,7 @@ from harness.report import search_figures
 from harness.protocol import Tuning
 from harness.report import tuning as T
 from harness.report.figures import STUDY_FIGURES, Figure, FigureContext, make_figures, study_figures
-from harness.schema import DIVERGED
+from harness.schema import DIVERGED, PRUNED
 
 MAX_TABLE_ROWS = 300
 
@@ -66,7 +66,8 @@ def build_report(uri: str = "sqlite:///mlflow.db", experiment: str = "lossbench"
     sw = L.find_sweep(client, uri, experiment, sweep)
     _close_if_orphaned(client, sw)
     other = L.find_sweep(client, uri, experiment, compare) if compare else None
-    runs = L.runs_table(client, sw)
+    recorded = L.runs_table(client, sw)
+    runs = A.comparable(recorded)    # pruned runs' finals left out of every comparison below
     folder = Path(out) / _safe(experiment) / _safe(sw.sweep_id)
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.iterdir():  # a rebuild must not leave figures of an earlier build behind
@@ -75,12 +76,15 @@ def build_report(uri: str = "sqlite:///mlflow.db", experiment: str = "lossbench"
 
     keys = A.group_keys(runs) if len(runs) else []
     order = [c for c in ["eval"] + keys + [A.SEED] if c in runs]
-    runs.sort_values(order or ["run_id"], kind="stable").to_csv(folder / "runs.csv", index=False)
+    recorded.sort_values(order or ["run_id"], kind="stable").to_csv(folder / "runs.csv", index=False)
     summ = A.summary(runs) if len(runs) else pd.DataFrame()
     summ.to_csv(folder / "summary.csv", index=False)
 
     sources = dict(zip(runs["run_id"], runs["curves"])) if "curves" in runs else {}
-    ctx = FigureContext(folder, remembered(lambda ids, key: L.curves(client, ids, key, sources)),
+    # a pruned run's curve stops at its rung: curve figures and claims leave it out, as its finals
+    stopped = set(runs.loc[runs["status"] == PRUNED, "run_id"].astype(str)) if "status" in runs else set()
+    ctx = FigureContext(folder, remembered(lambda ids, key: L.curves(client, [i for i in ids if str(i) not in stopped],
+                                                                     key, sources)),
                         lambda run_id, name: L.artifact_text(client, run_id, name))
     plots.reset_colors()  # one colour per series across the report's figures
     parts = _parts(sw, runs)
@@ -108,10 +112,11 @@ def build_report(uri: str = "sqlite:///mlflow.db", experiment: str = "lossbench"
     if other is not None:
         from harness.report import compare as K
 
-        b_parts = _parts(other, L.runs_table(client, other))
+        b_runs = A.comparable(L.runs_table(client, other))
+        b_parts = _parts(other, b_runs)
         b_verdicts = check_claims(b_parts[0].runs, b_parts[0].study) if len(b_parts) == 1 else []
         blocks += K.blocks(sw, other, parts[0].runs if len(parts) == 1 else runs,
-                           b_parts[0].runs if len(b_parts) == 1 else L.runs_table(client, other),
+                           b_parts[0].runs if len(b_parts) == 1 else b_runs,
                            results[0][2] if len(parts) == 1 else [], b_verdicts)
     for p, figs, verdicts in results:
         blocks += part_blocks(p, figs, verdicts, folder, level=3 if len(parts) > 1 else 2)
@@ -134,8 +139,7 @@ def description(sw: L.Sweep, runs: pd.DataFrame, results, folder: Path) -> str:
     """The parent run's description in the MLflow UI (markdown): the question, each claim's
     verdict with the number that decides it, and where the report is."""
     study = sw.study or {}
-    n_div = int((runs["status"] == DIVERGED).sum()) if len(runs) else 0
-    lines = [f"**{study.get('name') or 'sweep'}** — {len(runs)} runs ({n_div} diverged), sweep `{sw.sweep_id}`.", ""]
+    lines = [f"**{study.get('name') or 'sweep'}** — {len(runs)} runs ({_counts(runs)}), sweep `{sw.sweep_id}`.", ""]
     if study.get("question"):
         lines += [f"**Question.** {study['question']}", ""]
     rows = [(p, claim, v) for p, _, verdicts in results for claim, v in verdicts]
@@ -196,7 +200,7 @@ def _survival(client, sw: L.Sweep, p: Part, verdicts) -> list:
         return b + [("p", f"No {that}-protocol sweep of {p.name} in this experiment yet: `{cmd}` runs one (each loss "
                           f"at {'its own tuned setting' if that == 'tuned' else 'the shared setting'}); this report "
                           "then compares the verdicts.")]
-    runs = L.runs_table(client, other)
+    runs = A.comparable(L.runs_table(client, other))
     if that == "tuned":
         runs = T.split(runs)[1]
     sources = dict(zip(runs["run_id"], runs["curves"])) if "curves" in runs else {}
@@ -249,6 +253,8 @@ def results_table(summ: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd
     t = summ[keys].copy()
     t["runs"] = summ["n_runs"]
     t["diverged"] = summ["n_diverged"]
+    if "n_pruned" in summ and summ["n_pruned"].sum() > 0:
+        t["pruned"] = summ["n_pruned"]
     for m in metrics:
         mean, sd = summ[f"{m} mean"], summ[f"{m} sd"]
         t[m] = [("–" if pd.isna(a) else f"{a:.4g}" + ("" if pd.isna(b) else f" ± {b:.2g}")) for a, b in zip(mean, sd)]
@@ -257,7 +263,6 @@ def results_table(summ: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd
 
 def header_blocks(sw: L.Sweep, runs: pd.DataFrame, summ: pd.DataFrame, parts: list[Part]) -> list:
     n = len(runs)
-    n_div = int((runs["status"] == DIVERGED).sum()) if n else 0
     seeds = runs[A.SEED].nunique() if A.SEED in runs else 0
     swept = "; ".join(f"{S.swept_key(k)}={v}" for k, v in sorted(sw.params.items()) if S.swept_key(k) is not None)
     study = sw.study or {}
@@ -265,14 +270,31 @@ def header_blocks(sw: L.Sweep, runs: pd.DataFrame, summ: pd.DataFrame, parts: li
     b: list = [("h", 1, f"lossbench report: {name}")]
     b += completeness_blocks(sw, n)
     kv = [("sweep id", f"`{sw.sweep_id}`"), ("parent run", f"`{sw.run_id}`"), ("experiment", sw.experiment),
-          ("tracking URI", f"`{sw.uri}`"), ("runs", f"{n} ({n_div} diverged) in {len(summ)} settings x {seeds} seeds"),
+          ("tracking URI", f"`{sw.uri}`"), ("runs", f"{n} ({_counts(runs)}) in {len(summ)} settings x {seeds} seeds"),
           ("swept", swept or "–"), ("families", ", ".join(A.families(runs)) or "–")]
+    cost = A.run_steps(runs) if n else None
+    n_pruned = int((runs["status"] == PRUNED).sum()) if n else 0
+    if cost is not None and n_pruned:
+        kv.append(("run-steps", f"{cost[0]:,} of {cost[1]:,} ({cost[0] / max(cost[1], 1):.1%}): train.prune stopped "
+                                f"{n_pruned} runs early"))
     if len(parts) > 1:
         kv.append(("studies", ", ".join(f"{p.name} ({len(p.runs)} runs)" for p in parts)))
         if study.get("question"):
             kv.append(("question", str(study["question"])))
     b.append(("kv", kv))
+    if n_pruned:
+        b.append(("p", f"{n_pruned} runs were pruned (train.prune=halving: stopped at a rung, the worst of their data "
+                       "group by a validation or training score, never the test split). Their final metrics, real numbers "
+                       "at the step they stopped, are in `runs.csv` (column `pruned_step`); every mean, figure, table "
+                       "and claim below leaves them out and compares the runs trained to the end."))
     return b
+
+
+def _counts(runs: pd.DataFrame) -> str:
+    """`3 diverged` or `3 diverged, 400 pruned`: the runs that did not train to the end."""
+    n_div = int((runs["status"] == DIVERGED).sum()) if len(runs) else 0
+    n_pr = int((runs["status"] == PRUNED).sum()) if len(runs) else 0
+    return f"{n_div} diverged" + (f", {n_pr} pruned" if n_pr else "")
 
 
 def _close_if_orphaned(client, sw: L.Sweep) -> None:

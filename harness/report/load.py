@@ -10,11 +10,12 @@ What it reads (written by harness/tracking and the sweeper; the names are harnes
 
 `runs_table` gives the long table, one row per child run:
 
-    run_id  run_name  status  task  eval  config_hash  diverged_step | loss.name  optimizer.lr ... seed | test/rmse ...
+    run_id  run_name  status  task  eval  config_hash  diverged_step  pruned_step | loss.name  optimizer.lr ... seed | test/rmse ...
     ------------------- tags (TAG_COLUMNS) -------------------------- | ---- params (typed) ----------------- | final metrics
 
 Params arrive as strings; a column whose values all read as numbers (or "null") becomes numeric,
-with "null" as NaN. Diverged runs have NaN final metrics.
+with "null" as NaN. Diverged runs have NaN final metrics; pruned runs (status pruned) their values
+at the rung they stopped at (aggregate.comparable leaves them out of comparisons).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ TAG_COLUMNS = {
     "eval": S.EVAL_TAG,               # the metric family; runs logged before it existed: = task
     "config_hash": S.HASH_TAG,
     "diverged_step": S.DIVERGED_STEP_TAG,
+    "pruned_step": S.PRUNED_STEP_TAG,  # train.prune=halving: the rung a pruned run stopped at
     "curves": S.CURVES_TAG,           # tracking.curves=parquet: the Parquet artifact holding the run's curves
     "study": S.STUDY_TAG,             # the study the run belongs to (a tour holds several)
     "phase": S.PHASE_TAG,             # a tuned protocol's phase: tune | final

@@ -104,13 +104,16 @@ def build_record(r: "RunResult", parent_id: str | None, sweep_id: str, in_metric
             S.SOURCE_TYPE_TAG: S.SOURCE_TYPE}
     if r.diverged_step is not None:
         tags[S.DIVERGED_STEP_TAG] = str(r.diverged_step)
+    if r.pruned_step is not None:
+        tags[S.PRUNED_STEP_TAG] = str(r.pruned_step)
     if parent_id:
         tags[S.PARENT_TAG] = parent_id
     if r.spec.phase:
         tags[S.PHASE_TAG] = r.spec.phase
     if isinstance(r.spec.study, dict) and r.spec.study.get("name"):
         tags[S.STUDY_TAG] = str(r.spec.study["name"])      # which study (a tour holds several)
-    steps = r.spec.train["steps"]
+    # the step of a final value: the last, or the rung a pruned run stopped at (its curves end there)
+    steps = r.spec.train["steps"] if r.pruned_step is None else r.pruned_step
     points: list[tuple[str, float, int]] = []
     if in_metrics:
         for name, (st, vals) in r.curves.items():

@@ -317,18 +317,17 @@ class _Loop:
 
     def close(self, status: str, n_runs: int, t0: float):
         """The parent's end: status and the counts read from the store, as after a grid."""
-        from harness import timing
-        from hydra_plugins.lossbench.tally import counts
+        from hydra_plugins.lossbench.tally import counts, steps_run
 
         failed = sum(1 for batch in self.returns for r in batch if r.status != JobStatus.COMPLETED)
-        done, diverged = counts(self.ctx, self.returns, self.before)
+        done, diverged, pruned = counts(self.ctx, self.returns, self.before)
         if failed or (status == "FINISHED" and done < n_runs):
             status = "FAILED"
         self.sweeper._counts = (done, n_runs)
-        with timing.phase("track"):
-            self.ctx.tracker.end_sweep(self.ctx.parent, status, {S.SWEEP_STATUS_TAG: status.lower()},
-                                       {S.SWEEP_RUNS: done, S.SWEEP_DIVERGED: diverged, S.SWEEP_FAILED: failed,
-                                        S.SWEEP_MISSING: max(n_runs - done, 0), S.SWEEP_SECONDS: time.perf_counter() - t0})
+        self.sweeper._close(self.ctx, status, {S.SWEEP_RUNS: done, S.SWEEP_DIVERGED: diverged, S.SWEEP_FAILED: failed,
+                                               S.SWEEP_MISSING: max(n_runs - done, 0), S.SWEEP_PRUNED: pruned,
+                                               S.SWEEP_STEPS_RUN: steps_run(self.ctx, self.returns, self.before),
+                                               S.SWEEP_SECONDS: time.perf_counter() - t0})
         return done, diverged
 
 

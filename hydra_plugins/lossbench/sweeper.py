@@ -37,7 +37,7 @@ from omegaconf import OmegaConf
 
 from harness import resume as _resume
 from hydra_plugins.lossbench import tally as _ending
-from hydra_plugins.lossbench.tally import counts as _counts, values as _values
+from hydra_plugins.lossbench.tally import counts as _counts, steps_run as _steps_run, values as _values
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class LossbenchSweeper(BasicSweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         ctx, recorded = self._start(lines, jobs, specs, _study(self.config, specs), len(jobs) + (finals.count if finals else 0))
-        returns, done, diverged = self._launch(ctx, jobs, t0, finals, recorded)
+        returns, done, diverged, pruned = self._launch(ctx, jobs, t0, finals, recorded)
         from harness.tracking.store import StoreError
 
         for batch in returns:
@@ -122,7 +122,8 @@ class LossbenchSweeper(BasicSweeper):
                 if isinstance(r._return_value, StoreError):   # said in one line by sweep(), not logged by Hydra
                     raise r._return_value
                 _ = r.return_value  # re-raise a failed job's exception, as Hydra's sweeper does
-        print(f"sweep {ctx.sweep_id} done: {done} runs ({diverged} diverged) in {time.perf_counter() - t0:.1f} s",
+        stopped = f"{diverged} diverged" + (f", {pruned} pruned" if pruned else "")
+        print(f"sweep {ctx.sweep_id} done: {done} runs ({stopped}) in {time.perf_counter() - t0:.1f} s",
               file=sys.stderr)
         self._finish(specs[0], ctx, done)
         _write_timing(sweep_dir, len(jobs))
@@ -310,14 +311,15 @@ class LossbenchSweeper(BasicSweeper):
             raise
         finally:
             failed = sum(1 for batch in returns for r in batch if r.status != JobStatus.COMPLETED)
-            done, diverged = _counts(ctx, returns, recorded)
+            done, diverged, pruned = _counts(ctx, returns, recorded)
             if failed or (status == "FINISHED" and done < self._n_runs):
                 status = "FAILED"
             self._counts = (done, self._n_runs)
             self._close(ctx, status, {S.SWEEP_RUNS: done, S.SWEEP_DIVERGED: diverged, S.SWEEP_FAILED: failed,
-                                      S.SWEEP_MISSING: max(self._n_runs - done, 0),
+                                      S.SWEEP_MISSING: max(self._n_runs - done, 0), S.SWEEP_PRUNED: pruned,
+                                      S.SWEEP_STEPS_RUN: _steps_run(ctx, returns, recorded),
                                       S.SWEEP_SECONDS: time.perf_counter() - t0})
-        return returns, done, diverged
+        return returns, done, diverged, pruned
 
     def _close(self, ctx, status: str, metrics: Dict[str, float]) -> None:
         """The parent run closed with its status and counts. A store that refuses (the full disk

@@ -22,18 +22,32 @@ def values(ctx, returns, recorded: Dict[str, str]) -> Dict[str, Dict[str, Any]]:
 
 
 def counts(ctx, returns, recorded: Dict[str, str]) -> tuple:
-    """(runs recorded, of them diverged) in the whole sweep: its FINISHED children in the store
-    (one per config hash), or, when the store cannot be read, what is known here."""
+    """(runs recorded, of them diverged, of them pruned) in the whole sweep: its FINISHED children
+    in the store (one per config hash), or, when the store cannot be read, what is known here."""
     from harness import schema as S
     from harness.tracking import children
 
     try:
         kids = {c.config_hash: c for c in children.children(ctx.tracker, ctx.parent) if c.status == "FINISHED"}
-        return len(kids), sum(c.outcome == S.DIVERGED for c in kids.values())
+        return (len(kids), sum(c.outcome == S.DIVERGED for c in kids.values()),
+                sum(c.outcome == S.PRUNED for c in kids.values()))
     except Exception:  # noqa: BLE001 - the counts are a summary; the runs are what matters
         done = [r for batch in returns for r in batch if r.status == JobStatus.COMPLETED]
-        return len(done) + len(recorded), sum(1 for r in done if isinstance(r._return_value, dict)
-                                              and r._return_value.get("status") == S.DIVERGED)
+        outcome = lambda r: r._return_value.get("status") if isinstance(r._return_value, dict) else None
+        return (len(done) + len(recorded), sum(1 for r in done if outcome(r) == S.DIVERGED),
+                sum(1 for r in done if outcome(r) == S.PRUNED))
+
+
+def steps_run(ctx, returns, recorded: Dict[str, str]) -> float:
+    """The optimizer steps the sweep's runs took (train/steps_run summed: what train.prune saves),
+    over every invocation; NaN when a run has no train/steps_run (recorded before it existed)."""
+    from harness.schema import STEPS_RUN
+
+    try:
+        vals = [v.get(STEPS_RUN, float("nan")) for v in values(ctx, returns, recorded).values()]
+    except Exception:  # noqa: BLE001 - a summary: an unreadable store must not mask the sweep's outcome
+        return float("nan")
+    return float(sum(vals)) if vals else 0.0
 
 
 def interrupted(ctx, counts, name: str) -> str:

@@ -64,7 +64,7 @@ class Finals:
         for spec in self.specs1:
             value = values.get(spec.config_hash) or {}
             rows.append({**run_params(spec.config()), **{k: v for k, v in value.items() if isinstance(v, float)},
-                         "_family": spec.family})
+                         "status": value.get("status", ""), "_family": spec.family})   # status: pruned runs do not count
         table = pd.DataFrame(rows)
         chosen = []
         for family, part in table.groupby("_family", sort=False):
