@@ -73,10 +73,12 @@ def task_overrides() -> tuple[str, ...]:
 def run_job(cfg, overrides: tuple[str, ...] = ()) -> dict[str, float]:
     """One job: validate, train a stack of one, write it to MLflow (into the sweep it belongs
     to, harness/sweep.py). Returns its final metrics, status and run id."""
+    from harness import store
     from harness.spec import build_spec
 
     try:
         spec = build_spec(cfg if isinstance(cfg, dict) else plain_config(cfg), overrides or task_overrides())
+        store.check(spec.tracking["uri"])   # before training: a store that cannot take the run
     except ConfigError as e:
         print(e.line(), file=sys.stderr)
         sys.exit(2)

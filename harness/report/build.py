@@ -63,6 +63,7 @@ def build_report(uri: str = "sqlite:///mlflow.db", experiment: str = "lossbench"
     Bad input raises harness.errors.ConfigError naming the key, the value and what is allowed."""
     client = L.client_for(uri)
     sw = L.find_sweep(client, uri, experiment, sweep)
+    _close_if_orphaned(client, sw)
     other = L.find_sweep(client, uri, experiment, compare) if compare else None
     runs = L.runs_table(client, sw)
     folder = Path(out) / _safe(experiment) / _safe(sw.sweep_id)
@@ -260,6 +261,7 @@ def header_blocks(sw: L.Sweep, runs: pd.DataFrame, summ: pd.DataFrame, parts: li
     study = sw.study or {}
     name = study.get("name") or sw.tags.get(L.STUDY_TAG) or sw.sweep_id
     b: list = [("h", 1, f"lossbench report: {name}")]
+    b += completeness_blocks(sw, n)
     kv = [("sweep id", f"`{sw.sweep_id}`"), ("parent run", f"`{sw.run_id}`"), ("experiment", sw.experiment),
           ("tracking URI", f"`{sw.uri}`"), ("runs", f"{n} ({n_div} diverged) in {len(summ)} settings x {seeds} seeds"),
           ("swept", swept or "–"), ("families", ", ".join(A.families(runs)) or "–")]
@@ -269,6 +271,30 @@ def header_blocks(sw: L.Sweep, runs: pd.DataFrame, summ: pd.DataFrame, parts: li
             kv.append(("question", str(study["question"])))
     b.append(("kv", kv))
     return b
+
+
+def _close_if_orphaned(client, sw: L.Sweep) -> None:
+    """A parent left RUNNING by a process that is gone (kill -9, a lost machine) is marked KILLED:
+    no sweep stays RUNNING for ever once reported."""
+    from harness.resume import alive
+
+    if sw.status == "RUNNING" and alive(sw.tags.get(S.OWNER_TAG)) is False and S.OWNER_TAG in sw.tags:
+        client.set_tag(sw.run_id, S.SWEEP_STATUS_TAG, "killed")
+        client.set_terminated(sw.run_id, "KILLED")
+        sw.status = "KILLED"
+
+
+def completeness_blocks(sw: L.Sweep, n: int) -> list:
+    """A sweep that holds fewer runs than its grid says so first: how many are missing, why,
+    and the command that trains them."""
+    expected = sw.expected
+    if expected is None or n >= expected:
+        return []
+    why = {"RUNNING": "it is still running", "KILLED": "it was interrupted",
+           "FAILED": "it failed"}.get(sw.status, f"its status is {sw.status}")
+    return [("p", f"**Incomplete sweep: {n:,} of {expected:,} runs recorded, {expected - n:,} missing** ({why}). "
+                  f"The verdicts below rest on the runs present. To train the missing ones, rerun the sweep's "
+                  f"command or `python -m harness.resume {sw.sweep_id}`.")]
 
 
 def overview_blocks(results) -> list:
