@@ -150,6 +150,21 @@ class Tracker:
         w = self.__dict__.get("_remote_writer")
         return w.spooled if w is not None else 0
 
+    def spooled_outcomes(self) -> dict[str, str]:
+        """{config hash: lossbench.status} of the runs this process holds in the spool, after
+        uploading what it can (the server answers again): the sweep counts them as recorded."""
+        w = self.__dict__.get("_remote_writer")
+        if w is None:
+            return {}
+        w.drain()
+        return w.outcomes()
+
+    @property
+    def server_down(self) -> bool:
+        """Whether the tracking server was found down and has not answered since."""
+        w = self.__dict__.get("_remote_writer")
+        return bool(w is not None and w.down)
+
     def spool_line(self) -> str | None:
         """`N runs could not reach URI: kept in FOLDER/ (upload: python -m harness.sync)`, or
         None when nothing was spooled."""

@@ -249,6 +249,14 @@ class Remote:
             os.remove(path)
             self.kept.pop(0)
 
+    def outcomes(self) -> dict[str, str]:
+        """{config hash: lossbench.status} of the runs in this process's spool files."""
+        out = {}
+        for path, n in self.kept:
+            if n:
+                out.update({r["tags"].get(S.HASH_TAG, ""): r["tags"].get(S.STATUS_TAG, "") for r in load(path)["records"]})
+        return out
+
     @property
     def spooled(self) -> int:
         """Runs this process kept in the spool and has not uploaded."""
