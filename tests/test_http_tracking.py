@@ -171,6 +171,14 @@ def test_a_server_killed_mid_sweep_loses_nothing_and_sync_uploads_once(server, t
     kids = _children(c, parent)
     assert len(kids) == 12 and len({r.data.tags[S.HASH_TAG] for r in kids}) == 12
     assert {r.info.status for r in kids} == {"FINISHED"}
+    for r in kids:   # each run whole: its params, its curves, its config.yaml
+        rid = r.info.run_id
+        assert r.data.params["loss.name"] in ("mse", "mae", "huber") and float(r.data.params["optimizer.lr"]) in (0.05, 0.1)
+        history = c.get_metric_history(rid, "train/loss")
+        assert [m.step for m in history] == list(range(201)), (rid, len(history))
+        assert len(c.get_metric_history(rid, "test/rmse")) == 21
+        config = Path(c.download_artifacts(rid, S.CONFIG_ARTIFACT, str(tmp_path / rid))).read_text()
+        assert config.startswith(f"loss:\n  name: {r.data.params['loss.name']}\n") and f"\nseed: {r.data.params['seed']}\n" in config
     info = c.get_run(parent)
     assert info.info.status == "FINISHED" and info.data.metrics[S.SWEEP_RUNS] == 12
     assert S.NOTE_TAG in info.data.tags
