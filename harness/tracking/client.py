@@ -71,9 +71,13 @@ def remote(client) -> bool:
 
 
 def bound_retries() -> None:
-    """MLflow's HTTP retries bounded (RETRIES), where the user has not set them."""
+    """MLflow's HTTP retries bounded (RETRIES), where the user has not set them; urllib3's
+    warning per retry silenced (a stack that fails is said once, by the spool's line)."""
+    import logging
+
     for key, value in RETRIES.items():
         os.environ.setdefault(key, value)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 _fresh = False
