@@ -108,6 +108,8 @@ def run_job(cfg, overrides: tuple[str, ...] = ()) -> dict[str, float]:
     w = written[0]
     shown = ", ".join(f"{k}={v:.4g}" for k, v in w.final.items() if k.startswith("test/"))
     print(f"[{w.status}] {spec.loss['name']} on {spec.dataset['name']}: {shown}  (run {w.run_id})")
+    if not ctx.parent and ctx.tracker.spool_line():   # a sweep's closing says it for its runs
+        print(ctx.tracker.spool_line(), file=sys.stderr)
     return w.value()
 
 

@@ -25,8 +25,10 @@ Two ways to write, same records:
     tables (its SQLAlchemy models) in one transaction per batch of runs. MLflow's public client
     costs ~50-70 ms per run here (a session and a commit per call); this costs well under 1 ms.
     SQLite runs in WAL mode with synchronous=NORMAL: a killed process loses nothing committed.
-  * anything else (an `http://` tracking server, Databricks): MLflow's client, with the fewest
-    calls per run (create, one log_batch per 1000 values, log_inputs, log_text, terminate).
+  * anything else (an `http://` tracking server, Databricks): MLflow's store calls, five per run
+    (create, one log_batch per 1000 values, log_inputs, the files, terminate), a stack's runs
+    written concurrently (client.py: ~4x faster here, bounded by the server); what a server that is
+    down cannot take is kept in a local spool and uploaded by `python -m harness.sync` (spool.py).
 
 Every name written (tags, params, metrics, artifacts) is defined in harness/schema.py, which the
 report reads too. The modules:
@@ -38,14 +40,19 @@ report reads too. The modules:
   store.py    opening a store when many processes do it at once (a new SQLite file built whole
               and published atomically; an advisory lock around MLflow's table creation on a
               server database)
+  spool.py    the spool: stacks (and a sweep's closing) a tracking server could not take
   Tracker     (here) picks the path and hands each module its part
 """
 from __future__ import annotations
 
 import os
+import sys
+import time
 from typing import TYPE_CHECKING, Sequence
 
+from harness import schema as S
 from harness.tracking import client as _client
+from harness.tracking import spool as _spool
 from harness.tracking import sql as _sql
 from harness.tracking import store as _store
 from harness.tracking.records import build_record, curve_table, dataset_records, point_to_curves
@@ -86,9 +93,20 @@ class Tracker:
             return _client.start_sweep(self.client, self.experiment_id, sweep_id, params, tags, artifacts)
 
     def end_sweep(self, parent_id: str, status: str, tags: dict[str, str], metrics: dict[str, float]) -> None:
-        """The parent closed with its tags, metrics and status. When the store refuses that (a full
-        disk), the status alone is tried (one row updated: it fits where a batch does not); a
-        StoreError either way, `status_set` telling whether the parent shows the status."""
+        """The parent closed with its tags, metrics and status. On an SQL store, when the store
+        refuses that (a full disk), the status alone is tried (one row updated: it fits where a
+        batch does not); a StoreError either way, `status_set` telling whether the parent shows
+        the status. On a tracking server: first uploads what this process spooled if the server
+        answers again, spools the closing itself if it does not, and prints the spool's line
+        (spool_line) when runs remain there."""
+        if not self.bulk:
+            self._remote.drain()
+            self._remote.call(dict(kind="end_sweep", parent=parent_id, status=status, tags=tags, metrics=metrics,
+                                   now=int(time.time() * 1000)))
+            line = self.spool_line()
+            if line:
+                print(line, file=sys.stderr)
+            return
         try:   # idempotent (MLflow skips a metric logged twice): retried when the store is busy
             _store.retrying(lambda: _client.end_sweep(self.client, parent_id, status, tags, metrics), self.uri,
                             f"marking the parent run {status}")
@@ -102,8 +120,12 @@ class Tracker:
             raise e
 
     def describe(self, run_id: str, markdown: str) -> None:
-        """Sets a run's description (shown on its page in the MLflow UI)."""
-        _store.retrying(lambda: _client.describe(self.client, run_id, markdown), self.uri, "describing the parent run")
+        """Sets a run's description (shown on its page in the MLflow UI); spooled while a
+        tracking server is down."""
+        if self.bulk:
+            _store.retrying(lambda: _client.describe(self.client, run_id, markdown), self.uri, "describing the parent run")
+        else:
+            self._remote.call(dict(kind="describe", run_id=run_id, markdown=markdown))
 
     # -- runs -----------------------------------------------------------------------------
     def write(self, results: Sequence["RunResult"], parent_id: str | None, sweep_id: str, *,
@@ -134,12 +156,47 @@ class Tracker:
             _sql.write(self._sql, self.experiment_id, self.artifact_location, records, self.client)
             if path is not None and not parent_id:
                 _client.log_curves(self.client, owner, path, curve_table(results, [rec["run_id"] for rec in records]))
-        else:
+        else:   # the curves' file is named, and its owner known, once the runs exist on the store
             for rec in records:
-                _client.write_run(self.client, self.experiment_id, rec)
-            if path is not None:
-                _client.log_curves(self.client, owner, path, curve_table(results, [rec["run_id"] for rec in records]))
+                rec["tags"].pop(S.CURVES_TAG, None)
+            table = None if in_metrics else curve_table(results, [rec["run_id"] for rec in records])
+            return self._remote.write(records, parent_id, sweep_id, table)
         return [rec["run_id"] for rec in records]
+
+    @property
+    def _remote(self) -> "_spool.Remote":
+        """The client path's writer, with its spool (made on first use)."""
+        if self.__dict__.get("_remote_writer") is None:
+            self._remote_writer = _spool.Remote(self.client, self.experiment_id, self.uri)
+        return self._remote_writer
+
+    @property
+    def spooled(self) -> int:
+        """Runs this process could not write to a tracking server and kept in the spool
+        (harness/tracking/spool.py; uploaded by `python -m harness.sync`)."""
+        w = self.__dict__.get("_remote_writer")
+        return w.spooled if w is not None else 0
+
+    def spooled_outcomes(self) -> dict[str, str]:
+        """{config hash: lossbench.status} of the runs this process holds in the spool, after
+        uploading what it can (the server answers again): the sweep counts them as recorded."""
+        w = self.__dict__.get("_remote_writer")
+        if w is None:
+            return {}
+        w.drain()
+        return w.outcomes()
+
+    @property
+    def server_down(self) -> bool:
+        """Whether the tracking server was found down and has not answered since."""
+        w = self.__dict__.get("_remote_writer")
+        return bool(w is not None and w.down)
+
+    def spool_line(self) -> str | None:
+        """`N runs could not reach URI: kept in FOLDER/ (upload: python -m harness.sync)`, or
+        None when nothing was spooled."""
+        w = self.__dict__.get("_remote_writer")
+        return w.line() if w is not None else None
 
     def _datasets(self, result: "RunResult") -> list:
         d = result.data

@@ -23,14 +23,18 @@ def values(ctx, returns, recorded: Dict[str, str]) -> Dict[str, Dict[str, Any]]:
 
 def counts(ctx, returns, recorded: Dict[str, str]) -> tuple:
     """(runs recorded, of them diverged, of them pruned) in the whole sweep: its FINISHED children
-    in the store (one per config hash), or, when the store cannot be read, what is known here."""
+    in the store and its runs in this process's spool (one per config hash), or, when the store
+    cannot be read (a tracking server down), what is known here."""
     from harness import schema as S
     from harness.tracking import children
 
+    spooled = ctx.tracker.spooled_outcomes()   # kept for harness.sync (a tracking server that failed)
     try:
-        kids = {c.config_hash: c for c in children.children(ctx.tracker, ctx.parent) if c.status == "FINISHED"}
-        return (len(kids), sum(c.outcome == S.DIVERGED for c in kids.values()),
-                sum(c.outcome == S.PRUNED for c in kids.values()))
+        if ctx.tracker.server_down:   # the fallback below, without MLflow's retries
+            raise ConnectionError(ctx.tracker.uri)
+        kids = {**spooled, **{c.config_hash: c.outcome for c in children.children(ctx.tracker, ctx.parent)
+                              if c.status == "FINISHED"}}
+        return (len(kids), sum(o == S.DIVERGED for o in kids.values()), sum(o == S.PRUNED for o in kids.values()))
     except Exception:  # noqa: BLE001 - the counts are a summary; the runs are what matters
         done = [r for batch in returns for r in batch if r.status == JobStatus.COMPLETED]
         outcome = lambda r: r._return_value.get("status") if isinstance(r._return_value, dict) else None
