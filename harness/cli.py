@@ -32,7 +32,7 @@ def precheck(argv: list[str]) -> None:
         if o.package is not None or not group_dir(group).is_dir() or o.is_delete():
             continue
         values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
-        allowed = group_options(group)
+        allowed = group_options(group) + (["auto"] if group == "loss" else [])   # loss=auto: the sweeper expands it
         for v in values:
             if v not in allowed:
                 raise ConfigError(group, v, allowed)
@@ -73,10 +73,12 @@ def task_overrides() -> tuple[str, ...]:
 def run_job(cfg, overrides: tuple[str, ...] = ()) -> dict[str, float]:
     """One job: validate, train a stack of one, write it to MLflow (into the sweep it belongs
     to, harness/sweep.py). Returns its final metrics, status and run id."""
+    from harness import store
     from harness.spec import build_spec
 
     try:
         spec = build_spec(cfg if isinstance(cfg, dict) else plain_config(cfg), overrides or task_overrides())
+        store.check(spec.tracking["uri"])   # before training: a store that cannot take the run
     except ConfigError as e:
         print(e.line(), file=sys.stderr)
         sys.exit(2)

@@ -33,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from harness import extras
+from harness import extras, interrupt
 from harness import layout as L
 from harness.data import Prepared, load
 from harness.heads import HEADS
@@ -71,6 +71,7 @@ def train(specs: Sequence[RunSpec], keep_params: bool = False, sync_check: bool 
     t0 = time.perf_counter()
     with _no_sync(st.device, sync_check):
         for s in range(st.steps + 1):
+            interrupt.check()   # SIGTERM / SIGINT during a sweep: drop this stack, keep the others
             loss, obj, grads, gnorm = st.step(s)
             st.evaluate(s, loss, obj, gnorm)
             if s < st.steps:

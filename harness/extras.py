@@ -3,6 +3,8 @@
     data/lr_edge   every run: its data's stability edge of full-batch GD on MSE for a linear
                    model, lr* = 2 / lambda_max((2/n) A'A), A = [1, X] (data/prepare.py); a fact
                    of the data, kept for diverged runs too
+    data/...       train.facts: the task's facts of the training data (harness/tasks/: Task.facts,
+                   e.g. data/outlier_share, data/label_noise), kept for diverged runs too
     weights/w<j>   train.log_weights, a linear model with one output: the final weights in the
                    features' original units (w_j y_scale / x_scale_j), for regularization paths
     support_f1     the same, where the true weights are known: F1 of the estimated support
@@ -20,8 +22,14 @@ SUPPORT_THRESHOLD = 0.1
 
 
 def facts(st) -> dict[str, np.ndarray]:
-    edge = np.array([d.lr_edge for d in st.datas])[:, None]
-    return {"data/lr_edge": np.broadcast_to(edge, (st.layout.U, st.layout.K))}
+    """data/lr_edge always; the task's facts (train.facts=true) per data group; [U, K] each."""
+    shape = (st.layout.U, st.layout.K)
+    out = {"data/lr_edge": np.broadcast_to(np.array([d.lr_edge for d in st.datas])[:, None], shape)}
+    if st.specs[0].train["facts"]:
+        per = [st.task.facts(d) for d in st.datas]
+        for name in per[0]:
+            out[name] = np.broadcast_to(np.array([f.get(name, np.nan) for f in per])[:, None], shape)
+    return out
 
 
 def final(st) -> dict[str, np.ndarray]:

@@ -72,6 +72,10 @@ _METRICS = [
     Metric("param_error", "‖ŵ − w*‖₂ (weight error)", False, POSITIVE, curve=True),
     # beside the families (harness/extras.py)
     Metric("data/lr_edge", "stability edge lr* = 2/λmax of GD on MSE (linear model)", None, POSITIVE),
+    Metric("data/outlier_share", "share of training rows with a first-fit residual beyond 3 robust sd", None, FRACTION),
+    Metric("data/minority_share", "the rarest class's share of the training labels", None, FRACTION),
+    Metric("data/label_noise", "share of training labels a cross-validated logistic regression predicts otherwise",
+           None, FRACTION),
     Metric("support_f1", "support F1 of ŵ against w* (|ŵⱼ| > 0.1 max|ŵ|)", True, FRACTION),
     Metric("opt/distance", "‖θ − θ*‖₂, distance to the exact optimum", False, POSITIVE),
     Metric("opt/gap", "J(θ) − J(θ*), objective gap to the exact optimum", False, POSITIVE),

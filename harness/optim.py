@@ -37,6 +37,12 @@ from harness.component import Component, require
 from harness.registry import Registry
 
 SCHEDULES = ("constant", "inverse_sqrt", "cosine", "step")
+# The largest optimizer.lr taken, in either unit. On scaled data the stability edge lr* of GD
+# is at most ~1 (0.01-1 on the catalogue's data sets), and a step 1e6 times past it multiplies
+# the error by ~1e6 per step: float32 (max 3.4e38) overflows within ~6 steps, so a larger rate
+# can only say "diverged" (and 1e308 is not even a float32: inf). Data whose stable steps are larger
+# (standardize=false on tiny features) is reached with lr_unit=edge, lr in units of its lr*.
+LR_MAX = 1e6
 LR_UNITS = ("absolute", "edge")
 STACKED = ("lr", "lr_unit", "schedule", "decay_steps", "decay_rate")   # per run inside a stack, not part of its key
 
@@ -81,7 +87,10 @@ class Optimizer(Component):
     @classmethod
     def check(cls, s, group):
         lr = s["lr"]
-        require(lr is not None and lr > 0 and lr != float("inf"), f"{group}.lr", lr, "a learning rate > 0")
+        require(lr is not None and lr > 0, f"{group}.lr", lr, "a learning rate > 0")
+        require(lr <= LR_MAX, f"{group}.lr", lr,
+                f"a learning rate <= {LR_MAX:g}: on scaled data (stability edge <= ~1) a larger step overflows float32 "
+                f"within a few steps; for data whose stable steps are larger, give lr in units of its edge (optimizer.lr_unit=edge)")
         require(s["lr_unit"] in LR_UNITS, f"{group}.lr_unit", s["lr_unit"], "one of " + ", ".join(LR_UNITS))
         require(s["schedule"] in SCHEDULES, f"{group}.schedule", s["schedule"], "one of " + ", ".join(SCHEDULES))
         require(s["decay_steps"] >= 1, f"{group}.decay_steps", s["decay_steps"], "an integer >= 1")

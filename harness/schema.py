@@ -4,7 +4,8 @@ spelled here once. Plain Python: no torch, no MLflow.
 
     parent run (one per sweep)
       tags      lossbench.kind=sweep, lossbench.sweep_id, lossbench.study (a study's sweeps),
-                lossbench.sweep_status (finished | failed | killed), mlflow.runName "sweep <id>"
+                lossbench.sweep_status (running | finished | failed | killed), mlflow.runName
+                "sweep <id>", lossbench.sweep_key / owner / argv / cwd (resume)
       params    sweep.<key> (each override as given), sweep.n_runs, sweep.launcher
       metrics   sweep/runs, sweep/diverged, sweep/failed, sweep/seconds
       artifacts multirun.yaml, study.yaml, curves/<file>.parquet (tracking.curves=parquet)
@@ -38,6 +39,10 @@ STUDY_TAG = "lossbench.study"          # parent and runs: the study's name (a to
 SWEEP_STATUS_TAG = "lossbench.sweep_status"  # parent, at the end: the status, lower case
 PHASE_TAG = "lossbench.phase"          # runs of a tuned protocol: tune | final
 PROTOCOL_TAG = "lossbench.protocol"    # parent of a study's sweep: shared | tuned
+SWEEP_KEY_TAG = "lossbench.sweep_key"  # parent: hash of its grid (every job's config hash) and experiment: what resume matches
+OWNER_TAG = "lossbench.owner"          # parent: host:pid:process start of the process running it (is it still alive?)
+ARGV_TAG = "lossbench.argv"            # parent: the command's arguments (JSON list), for python -m harness.resume
+CWD_TAG = "lossbench.cwd"              # parent: the folder the command ran in (relative store and data paths)
 
 # MLflow's own tags
 PARENT_TAG = "mlflow.parentRunId"
@@ -94,10 +99,11 @@ def swept_key(param: str) -> str | None:
 
 
 # -- metrics of the parent --------------------------------------------------------------------
-SWEEP_RUNS = "sweep/runs"              # jobs completed
+SWEEP_RUNS = "sweep/runs"              # runs recorded (FINISHED children), over every resume of the sweep
 SWEEP_DIVERGED = "sweep/diverged"
 SWEEP_FAILED = "sweep/failed"          # jobs that raised
-SWEEP_SECONDS = "sweep/seconds"        # wall time of the whole sweep
+SWEEP_SECONDS = "sweep/seconds"        # wall time of the sweep's last invocation
+SWEEP_MISSING = "sweep/missing"        # runs of the grid not recorded (a killed or failed sweep; resume trains them)
 
 # -- artifacts --------------------------------------------------------------------------------
 CONFIG_ARTIFACT = "config.yaml"        # a run's resolved config

@@ -63,7 +63,8 @@ class Outliers(Section):
 class Train(Section):
     name = "train"
     schema = {"steps": int, "batch_size": None, "eval_every": int, "log_every": int,
-              "dtype": str, "divergence_factor": float, "eval_train": bool, "optimum": bool, "log_weights": bool}
+              "dtype": str, "divergence_factor": float, "eval_train": bool, "optimum": bool, "log_weights": bool,
+              "facts": bool}
 
     @classmethod
     def check(cls, s, group):

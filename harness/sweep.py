@@ -81,7 +81,7 @@ def run_stacks(specs: Sequence, ctx: SweepContext, stacks: list[list[int]] | Non
     stack as soon as it has trained. Returns {index of a spec: Written} for the runs recorded,
     and the error that stopped the loop (None when all ran): what was trained and written before
     it is kept. `on_stack(results)` is called after each stack (a progress bar)."""
-    from harness import timing
+    from harness import interrupt, timing
     from harness.engine import train
     from harness.stacking import plan
 
@@ -91,6 +91,7 @@ def run_stacks(specs: Sequence, ctx: SweepContext, stacks: list[list[int]] | Non
     written: dict[int, Written] = {}
     try:
         for stack in stacks:
+            interrupt.check()
             with timing.phase("train"):
                 results = train([specs[i] for i in stack])
             with timing.phase("track"):

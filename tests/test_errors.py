@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import compose, harness, spec
+from conftest import compose, spec
 from harness.errors import ConfigError
 
 
@@ -73,27 +73,8 @@ def test_loss_not_suited_to_the_task(tmp_path):
     assert e.value.key == "loss" and "binary" in str(e.value)
 
 
-@pytest.mark.parametrize("args, key", [
-    (["loss=nosuchloss"], "loss"),
-    (["optimizer.lr=-1"], "lr"),
-    (["outliers.ratio=0.9"], "ratio"),
-    (["-m", "loss=mse,huber", "optimizer.lr=0.1,-1"], "lr"),      # a bad value anywhere in a grid
-    (["-m", "loss=mse,nosuch"], "loss"),
-])
-def test_cli_refuses_before_any_run(tmp_path, args, key):
-    db = tmp_path / "m.db"
-    p = harness(*args, f"tracking.uri=sqlite:///{db}", "tracking.experiment=bad", f"hydra.sweep.dir={tmp_path}/ms",
-                f"hydra.run.dir={tmp_path}/out", cwd=tmp_path, check=False)
-    assert p.returncode == 2, p.stderr
-    err = [l for l in p.stderr.splitlines() if l.startswith("error:")]
-    assert len(err) == 1 and key in err[0], p.stderr
-    assert "Traceback" not in p.stderr
-    if db.exists():  # nothing may have been written
-        from mlflow.tracking import MlflowClient
-
-        c = MlflowClient(f"sqlite:///{db}")
-        e = c.get_experiment_by_name("bad")
-        assert e is None or not c.search_runs([e.experiment_id])
+# The same refusals through the command line (exit 2, one line, nothing in MLflow), with the
+# other bad inputs a user can type: tests/test_bad_input.py.
 
 
 def test_every_config_option_composes():

@@ -146,7 +146,8 @@ def test_cli_no_sweep_and_missing_store(sweep, tmp_path):
 
 def test_parse():
     assert parse(["tracking.uri=sqlite:///x.db", "--experiment=e", "--sweep", "s", "out=o"]) == dict(
-        uri="sqlite:///x.db", experiment="e", sweep="s", out="o")
+        uri="sqlite:///x.db", experiment="e", sweep="s", out="o", compare=None)
+    assert parse(["compare=a,b"])["compare"] == "a,b"
     assert parse([])["uri"] == "sqlite:///mlflow.db" and parse([])["sweep"] is None
     with pytest.raises(ConfigError, match="one of tracking.uri"):
         parse(["tracking.exp=x"])
@@ -819,3 +820,51 @@ def test_curves_read_in_one_query_equal_the_metric_history_and_are_remembered(tm
     b = fetch(ids, "train/loss")
     assert calls == [ids[:2], ids[2:]] and len(a) == 10 and len(b) == 15
     pd.testing.assert_frame_equal(b, bulk)
+
+
+def test_performance_profile_against_a_hand_computed_table():
+    """Three problems, two losses, RMSE: a = (1, 2, 3), b = (2, 2, 1.5). Ratios: a (1, 1, 2),
+    b (2, 1, 1); rho_a(1) = 2/3, rho_b(1) = 2/3, rho_a(1.9) = 2/3, rho_a(2) = 1, rho_b(2) = 1.
+    Accuracy costs are 1 - m; a diverged run never counts."""
+    from harness.report import profile as P
+
+    runs = pd.DataFrame({"dataset.name": ["x", "y", "z"] * 2, "loss.name": ["a"] * 3 + ["b"] * 3,
+                         "test/rmse": [1.0, 2.0, 3.0, 2.0, 2.0, 1.5]})
+    rt = P.ratios(runs, "test/rmse", ["dataset.name"], ["loss.name"]).set_index(["dataset.name", "line"])
+    assert rt["ratio"].to_dict() == {("x", "a"): 1.0, ("y", "a"): 1.0, ("z", "a"): 2.0,
+                                     ("x", "b"): 2.0, ("y", "b"): 1.0, ("z", "b"): 1.0}
+    prof = P.profile(rt.reset_index(), ["dataset.name"], taus=[1.0, 1.9, 2.0]).set_index(["line", "tau"])["rho"]
+    assert prof[("a", 1.0)] == pytest.approx(2 / 3) and prof[("b", 1.0)] == pytest.approx(2 / 3)
+    assert prof[("a", 1.9)] == pytest.approx(2 / 3) and prof[("a", 2.0)] == 1.0 and prof[("b", 2.0)] == 1.0
+    acc = pd.DataFrame({"dataset.name": ["x", "x"], "loss.name": ["a", "b"], "test/accuracy": [0.9, 0.8]})
+    r = P.ratios(acc, "test/accuracy", ["dataset.name"], ["loss.name"]).set_index("line")["ratio"]
+    assert r["a"] == 1.0 and r["b"] == pytest.approx(2.0)           # errors 0.1 and 0.2
+    div = runs.assign(**{"test/rmse": [1.0, 2.0, np.nan, 2.0, 2.0, 1.5]})
+    prof = P.profile(P.ratios(div, "test/rmse", ["dataset.name"], ["loss.name"]), ["dataset.name"], taus=[10.0])
+    assert prof.set_index("line")["rho"].to_dict() == {"a": pytest.approx(2 / 3), "b": 1.0}
+
+
+def test_two_sweeps_side_by_side(tmp_path):
+    """compare=B: the settings both sweeps ran, paired by seed; a sweep against itself is tied
+    everywhere, against a worse learning rate it is better where it should be."""
+    from conftest import harness
+
+    from harness.report import build_report
+    from harness.report import load as L
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    base = ["-m", "loss=mse,huber", "outliers.ratio=0,0.2", "seed=0,1,2", "train.steps=60", f"tracking.uri={uri}"]
+    harness(*base, "optimizer.lr=0.1", f"hydra.sweep.dir={tmp_path}/a", cwd=tmp_path)
+    harness(*base, "optimizer.lr=0.1", f"hydra.sweep.dir={tmp_path}/b", cwd=tmp_path)
+    harness(*base[:2], "outliers.ratio=0", *base[3:], "optimizer.lr=0.001", f"hydra.sweep.dir={tmp_path}/c", cwd=tmp_path)
+    c = L.client_for(uri)
+    ids = [r.data.tags["lossbench.sweep_id"] for r in
+           c.search_runs([c.get_experiment_by_name("lossbench").experiment_id], "tags.`lossbench.kind` = 'sweep'",
+                         order_by=["attributes.start_time ASC"])]
+    same = build_report(uri, "lossbench", sweep=ids[0], compare=ids[1], out=tmp_path / "r1", attach=False)
+    md = (same / "report.md").read_text()
+    assert f"## Compared with sweep {ids[1]}" in md and "4 shared settings: A better on 0, B better on 0, tied on 4" in md
+    slow = build_report(uri, "lossbench", sweep=ids[0], compare=ids[2], out=tmp_path / "r2", attach=False)
+    md = (slow / "report.md").read_text()
+    # on clean data lr 0.1 beats lr 0.001 after 60 steps (paired by seed); only the clean settings are shared
+    assert "2 shared settings: A better on 2, B better on 0, tied on 0" in md

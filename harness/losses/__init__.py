@@ -17,9 +17,21 @@ for _m in (regression, classification, count, distribution, similarity, custom):
         LOSSES.add(_cls.name, _cls)
 
 
+def fitting(task: str, model: str = "linear") -> list[str]:
+    """The built-in losses that train a predictor for `task` with `model`: they fit the task,
+    the model has their head, and their head is judged by the task's own metrics (not a loss
+    that trains an embedding of classes). What `loss=auto` sweeps (the advise study)."""
+    from harness.heads import HEADS
+    from harness.models import MODELS
+
+    heads = MODELS.get(model).heads
+    return [n for n, c in LOSSES.items() if n != "custom" and task in c.tasks
+            and c.head_for(task) in heads and HEADS.get(c.head_for(task)).family is None]
+
+
 def loss_class(section: dict[str, Any]) -> type[Loss]:
     cls = LOSSES.get(section["name"])
     return cls.resolve(section) if hasattr(cls, "resolve") else cls
 
 
-__all__ = ["LOSSES", "Loss", "Batch", "loss_class"]
+__all__ = ["LOSSES", "Loss", "Batch", "fitting", "loss_class"]

@@ -2,6 +2,7 @@
 
 Keys (also as flags):  tracking.uri (--tracking-uri)  tracking.experiment (--experiment)
                        sweep (--sweep)                 out (--out)
+                       compare (--compare): a second sweep id or parent run id, put side by side
 Bad input: one line `error: key=value: what is allowed` on stderr, exit status 2.
 """
 from __future__ import annotations
@@ -10,9 +11,11 @@ import sys
 
 from harness.errors import ConfigError
 
-KEYS = {"tracking.uri": "uri", "tracking.experiment": "experiment", "sweep": "sweep", "out": "out"}
-FLAGS = {"--tracking-uri": "tracking.uri", "--experiment": "tracking.experiment", "--sweep": "sweep", "--out": "out"}
-DEFAULTS = {"uri": "sqlite:///mlflow.db", "experiment": "lossbench", "sweep": None, "out": "reports"}
+KEYS = {"tracking.uri": "uri", "tracking.experiment": "experiment", "sweep": "sweep", "out": "out",
+        "compare": "compare"}
+FLAGS = {"--tracking-uri": "tracking.uri", "--experiment": "tracking.experiment", "--sweep": "sweep", "--out": "out",
+         "--compare": "compare"}
+DEFAULTS = {"uri": "sqlite:///mlflow.db", "experiment": "lossbench", "sweep": None, "out": "reports", "compare": None}
 USAGE = __doc__
 
 

@@ -35,7 +35,7 @@ from harness.report import plots
 from harness.report import render
 from harness.protocol import Tuning
 from harness.report import tuning as T
-from harness.report.figures import Figure, FigureContext, make_figures, study_figures
+from harness.report.figures import STUDY_FIGURES, Figure, FigureContext, make_figures, study_figures
 from harness.schema import DIVERGED
 
 MAX_TABLE_ROWS = 300
@@ -57,11 +57,14 @@ class Part:
 
 
 def build_report(uri: str = "sqlite:///mlflow.db", experiment: str = "lossbench", sweep: str | None = None,
-                 out: str | Path = "reports", attach: bool = True) -> Path:
-    """Builds the report of one sweep (default: the newest) and returns its folder.
+                 out: str | Path = "reports", attach: bool = True, compare: str | None = None) -> Path:
+    """Builds the report of one sweep (default: the newest) and returns its folder; `compare`,
+    a second sweep of the experiment, adds a section putting the two side by side.
     Bad input raises harness.errors.ConfigError naming the key, the value and what is allowed."""
     client = L.client_for(uri)
     sw = L.find_sweep(client, uri, experiment, sweep)
+    _close_if_orphaned(client, sw)
+    other = L.find_sweep(client, uri, experiment, compare) if compare else None
     runs = L.runs_table(client, sw)
     folder = Path(out) / _safe(experiment) / _safe(sw.sweep_id)
     folder.mkdir(parents=True, exist_ok=True)
@@ -86,14 +89,28 @@ def build_report(uri: str = "sqlite:///mlflow.db", experiment: str = "lossbench"
         default = p.study.get("default_figures", True)   # false: a study whose axes are not loss x outlier ratio
         figs = (((make_figures(p.runs, folder, ctx.curves, ctx.artifact, prefix=p.prefix) if default else [])
                  + study_figures(p.runs, p.study, pctx)) if len(p.runs) else [])
-        if p.tune is not None and len(p.tune):
+        if p.tune is not None and len(p.tune):   # tuned: the tuning curves first, which loss wins where last
             figs = [f for f in [T.tuning_figure(p.tune, Tuning.of(p.study), pctx)] if f is not None] + figs
+            if not any(a.get("kind") == "performance_profile" for a in p.study.get("figures") or []):
+                figs += [f for f in [STUDY_FIGURES["performance_profile"](p.runs, {}, pctx)] if f is not None]
         results.append((p, figs, check_claims(p.runs, p.study, ctx.curves)))
     _claims_csv(results, folder)
     survival = {p.name: _survival(client, sw, p, verdicts) for p, _, verdicts in results if len(parts) == 1}
     blocks = header_blocks(sw, runs, summ, parts)
+    if (sw.study or {}).get("advise"):   # the answer first
+        from harness.report import advise
+
+        blocks += advise.blocks(parts[0].runs, sw.study)
     if len(parts) > 1:
         blocks += overview_blocks(results)
+    if other is not None:
+        from harness.report import compare as K
+
+        b_parts = _parts(other, L.runs_table(client, other))
+        b_verdicts = check_claims(b_parts[0].runs, b_parts[0].study) if len(b_parts) == 1 else []
+        blocks += K.blocks(sw, other, parts[0].runs if len(parts) == 1 else runs,
+                           b_parts[0].runs if len(b_parts) == 1 else L.runs_table(client, other),
+                           results[0][2] if len(parts) == 1 else [], b_verdicts)
     for p, figs, verdicts in results:
         blocks += part_blocks(p, figs, verdicts, folder, level=3 if len(parts) > 1 else 2)
         blocks += survival.get(p.name) or []
@@ -244,6 +261,7 @@ def header_blocks(sw: L.Sweep, runs: pd.DataFrame, summ: pd.DataFrame, parts: li
     study = sw.study or {}
     name = study.get("name") or sw.tags.get(L.STUDY_TAG) or sw.sweep_id
     b: list = [("h", 1, f"lossbench report: {name}")]
+    b += completeness_blocks(sw, n)
     kv = [("sweep id", f"`{sw.sweep_id}`"), ("parent run", f"`{sw.run_id}`"), ("experiment", sw.experiment),
           ("tracking URI", f"`{sw.uri}`"), ("runs", f"{n} ({n_div} diverged) in {len(summ)} settings x {seeds} seeds"),
           ("swept", swept or "–"), ("families", ", ".join(A.families(runs)) or "–")]
@@ -253,6 +271,30 @@ def header_blocks(sw: L.Sweep, runs: pd.DataFrame, summ: pd.DataFrame, parts: li
             kv.append(("question", str(study["question"])))
     b.append(("kv", kv))
     return b
+
+
+def _close_if_orphaned(client, sw: L.Sweep) -> None:
+    """A parent left RUNNING by a process that is gone (kill -9, a lost machine) is marked KILLED:
+    no sweep stays RUNNING for ever once reported."""
+    from harness.resume import alive
+
+    if sw.status == "RUNNING" and alive(sw.tags.get(S.OWNER_TAG)) is False and S.OWNER_TAG in sw.tags:
+        client.set_tag(sw.run_id, S.SWEEP_STATUS_TAG, "killed")
+        client.set_terminated(sw.run_id, "KILLED")
+        sw.status = "KILLED"
+
+
+def completeness_blocks(sw: L.Sweep, n: int) -> list:
+    """A sweep that holds fewer runs than its grid says so first: how many are missing, why,
+    and the command that trains them."""
+    expected = sw.expected
+    if expected is None or n >= expected:
+        return []
+    why = {"RUNNING": "it is still running", "KILLED": "it was interrupted",
+           "FAILED": "it failed"}.get(sw.status, f"its status is {sw.status}")
+    return [("p", f"**Incomplete sweep: {n:,} of {expected:,} runs recorded, {expected - n:,} missing** ({why}). "
+                  f"The verdicts below rest on the runs present. To train the missing ones, rerun the sweep's "
+                  f"command or `python -m harness.resume {sw.sweep_id}`.")]
 
 
 def overview_blocks(results) -> list:

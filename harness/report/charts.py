@@ -166,3 +166,27 @@ def loglog_plot(table: pd.DataFrame, path: Path, *, ylabel: str, xlabel: str, ti
     order = sorted(k for k in handles if k not in guides) + guides
     _finish(fig, {k: handles[k] for k in order}, title, path, sort=False)
     return path.with_suffix(".png")
+
+
+def profile_plot(table: pd.DataFrame, path: Path, *, title: str, xlabel: str = "factor τ of the best",
+                 ylabel: str = "share of problems within τ of the best") -> Path:
+    """Performance profiles: a step line rho(tau) per solver (`line`), tau on a log axis from 1."""
+    path = Path(path)
+    table.to_csv(path.with_suffix(".csv"), index=False)
+    fig, axes = _figure(1, 1, w=7.0, h=4.2)
+    ax = axes[0, 0]
+    lines = list(dict.fromkeys(table["line"]))
+    cmap = colors(lines)
+    handles = {}
+    for lab in lines:
+        d = table[table["line"] == lab].sort_values("tau")
+        (h,) = ax.step(d["tau"], d["rho"], where="post", color=cmap[lab], lw=1.8, label=lab)
+        handles[lab] = h
+    ax.set_xscale("log")
+    ax.set_xlim(1, float(table["tau"].max()))
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    _finish(fig, handles, title, path)
+    return path.with_suffix(".png")

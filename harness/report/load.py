@@ -58,6 +58,15 @@ class Sweep:
     params: dict[str, str]
     study: dict[str, Any] | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    status: str = "FINISHED"      # the parent run's MLflow status
+
+    @property
+    def expected(self) -> int | None:
+        """The number of runs the sweep's grid holds (None: not recorded)."""
+        try:
+            return int(self.params[S.N_RUNS_PARAM])
+        except (KeyError, ValueError):
+            return None
 
 
 def client_for(uri: str):
@@ -98,7 +107,7 @@ def find_sweep(client, uri: str, experiment: str, sweep: str | None = None) -> S
     tags = dict(run.data.tags)
     return Sweep(run_id=run.info.run_id, sweep_id=tags.get(SWEEP_TAG, run.info.run_id), experiment=experiment,
                  experiment_id=eid, uri=uri, params=dict(run.data.params), tags=tags,
-                 study=read_study(client, run.info.run_id))
+                 study=read_study(client, run.info.run_id), status=run.info.status)
 
 
 def counterpart(client, sweep: Sweep, study: str, protocol: str) -> Sweep | None:
@@ -141,6 +150,8 @@ def runs_table(client, sweep: Sweep, page: int = 1000) -> pd.DataFrame:
     while True:
         found = client.search_runs([sweep.experiment_id], query, max_results=page, page_token=token)
         for r in found:
+            if r.info.status != "FINISHED":   # half-written by a kill: resume deletes and retrains it
+                continue
             tags = r.data.tags
             row: dict[str, Any] = {"run_id": r.info.run_id}
             row.update({col: tags.get(tag) for col, tag in TAG_COLUMNS.items()})
@@ -157,7 +168,10 @@ def runs_table(client, sweep: Sweep, page: int = 1000) -> pd.DataFrame:
     # a fixed order (the config hash is the run's identity; run ids are random): the bootstrap
     # CIs of the claims resample rows by position, so a rerun of a sweep must give the same table
     order = [c for c in ("config_hash", "run_id") if c in df]
-    return df.sort_values(order, kind="stable").reset_index(drop=True)
+    df = df.sort_values(order, kind="stable").reset_index(drop=True)
+    if "config_hash" in df and df["config_hash"].notna().all():   # a configuration once (sweeps resumed before resume existed)
+        df = df.drop_duplicates("config_hash").reset_index(drop=True)
+    return df
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:

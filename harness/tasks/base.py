@@ -85,6 +85,11 @@ class Task:
         beyond params and metrics (a density's target p)."""
         return {}
 
+    def facts(self, data) -> dict[str, float]:
+        """Facts of a run's training data that explain which loss suits it (train.facts=true:
+        logged as data/<name>, the advise study's report quotes them); {} by default."""
+        return {}
+
     def read_targets(self, key: str, value: Any, y: np.ndarray, y_test: np.ndarray | None):
         """A user's target column(s) -> (y, y_test, n_classes), or ConfigError(key, value, why)."""
         raise ConfigError(key, value, f"a task that takes your own data (task {self.name} does not)")

@@ -22,6 +22,23 @@ def encode_labels(key: str, value, y: np.ndarray, y_test: np.ndarray | None, nam
     return code(y), (None if y_test is None else code(y_test)), len(classes)
 
 
+def class_facts(data) -> dict[str, float]:
+    """data/minority_share: the rarest class's share of the training labels; data/label_noise:
+    the share of training labels that a 5-fold cross-validated logistic regression predicts
+    otherwise (an upper bound on the label-noise rate: it counts the model's own errors too)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    y = np.asarray(data.y_train)
+    counts = np.bincount(y)
+    folds = int(min(5, counts[counts > 0].min()))
+    out = {"data/minority_share": float(counts[counts > 0].min() / len(y))}
+    if folds >= 2:
+        pred = cross_val_predict(LogisticRegression(max_iter=2000), data.X_train, y, cv=folds)
+        out["data/label_noise"] = float(np.mean(pred != y))
+    return out
+
+
 class Binary(Task):
     """y int {0, 1} [n]; one logit per example (its losses compare it with y as a float). Label
     noise: flips."""
@@ -32,6 +49,9 @@ class Binary(Task):
     stratify = True
     noise_axis = LABEL_NOISE
     user_data = True
+
+    def facts(self, data):
+        return class_facts(data)
 
     def read_targets(self, key, value, y, y_test):
         return encode_labels(key, value, y, y_test, self.name, 2, exactly=2)
@@ -48,6 +68,9 @@ class Multiclass(Task):
     stratify = True
     noise_axis = LABEL_NOISE
     user_data = True
+
+    def facts(self, data):
+        return class_facts(data)
 
     def read_targets(self, key, value, y, y_test):
         return encode_labels(key, value, y, y_test, self.name, 2)

@@ -102,12 +102,16 @@ class Tracker:
             owner = parent_id or records[0]["run_id"]
             path = point_to_curves(records, owner)
         if bulk:
+            if path is not None and parent_id:   # the curves exist before the runs that point to them
+                _client.log_curves(self.client, owner, path, curve_table(results, [rec["run_id"] for rec in records]))
             _sql.write(self._sql, self.experiment_id, self.artifact_location, records, self.client)
+            if path is not None and not parent_id:
+                _client.log_curves(self.client, owner, path, curve_table(results, [rec["run_id"] for rec in records]))
         else:
             for rec in records:
                 _client.write_run(self.client, self.experiment_id, rec)
-        if path is not None:
-            _client.log_curves(self.client, owner, path, curve_table(results, [rec["run_id"] for rec in records]))
+            if path is not None:
+                _client.log_curves(self.client, owner, path, curve_table(results, [rec["run_id"] for rec in records]))
         return [rec["run_id"] for rec in records]
 
     def _datasets(self, result: "RunResult") -> list:

@@ -13,12 +13,38 @@ from harness import schema as S
 from harness.tracking.records import DatasetRecord, sanitize, user
 
 
+# MLflow schema revisions (alembic_version.version_num) the bulk writer was tested on: it writes
+# MLflow's tables directly, so a store of another revision (a newer MLflow that changed them)
+# goes through MLflow's client instead. Add a revision here only with tests/test_tracking.py
+# passing on it (it writes the same runs both ways and compares what the client reads back).
+TESTED_REVISIONS = {
+    "dc11669786a5": "MLflow 3.17",
+}
+
+
 def store_of(client):
-    """The client's SqlAlchemyStore, or None when the store is not an SQL database."""
+    """The client's SqlAlchemyStore when the bulk path may write it: an SQL database whose schema
+    revision is one of TESTED_REVISIONS (else one line says why it is not, and None)."""
+    import sys
+
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     store = client._tracking_client.store
-    return store if isinstance(store, SqlAlchemyStore) else None
+    if not isinstance(store, SqlAlchemyStore):
+        return None
+    rev = revision(store)
+    if rev not in TESTED_REVISIONS:
+        print(f"note: the MLflow store {store.db_uri.split('@')[-1]} has schema revision {rev}, which lossbench's bulk "
+              f"writer was not tested on (tested: {', '.join(f'{r} ({v})' for r, v in TESTED_REVISIONS.items())}); "
+              "writing through MLflow's client instead (slower, same records)", file=sys.stderr)
+        return None
+    return store
+
+
+def revision(store) -> str | None:
+    """The store's alembic revision (MLflow's schema version)."""
+    with store.ManagedSessionMaker() as session:
+        return session.execute(_text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def read_history(store, run_ids: list[str], key: str, chunk: int = 500) -> list[tuple[str, int, float]]:
@@ -40,19 +66,29 @@ def read_history(store, run_ids: list[str], key: str, chunk: int = 500) -> list[
 
 
 def write(store, experiment_id: str, artifact_location: str, records: list[dict[str, Any]], client) -> None:
-    """Writes the records (records.build_record) of a batch of runs in one transaction."""
+    """Writes the records (records.build_record) of a batch of runs in one transaction.
+
+    A kill at any instant leaves each run absent or complete: its files go into a local artifact
+    folder before the transaction that creates the run (a kill in between leaves a folder no run
+    points to, never a run without its config.yaml); a remote artifact store needs the run to
+    exist first, so there the runs are created RUNNING, their files logged, then all marked
+    FINISHED in a second transaction (a kill in between leaves RUNNING runs, which resume deletes
+    and retrains)."""
     from mlflow.store.tracking.dbmodels.models import (SqlDataset, SqlInput, SqlInputTag,
                                                        SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag)
     from sqlalchemy import select
 
     eid = int(experiment_id)
     owner, root = user(), artifact_location.rstrip("/")
+    local = _local_artifacts(root)
+    if local:
+        _write_artifacts(artifact_location, records, client)
     runs, tags, params, metrics, latest, inputs, input_tags = [], [], [], [], [], [], []
     datasets: dict[tuple[str, str], DatasetRecord] = {}
     for rec in records:
         rid, ts = rec["run_id"], rec["end"]
         runs.append(dict(run_uuid=rid, name=rec["name"], source_type=S.SOURCE_TYPE, source_name="", entry_point_name="",
-                         user_id=owner, status="FINISHED", start_time=rec["start"], end_time=ts,
+                         user_id=owner, status="FINISHED" if local else "RUNNING", start_time=rec["start"], end_time=ts,
                          source_version="", lifecycle_stage="active",
                          artifact_uri=f"{root}/{rid}/artifacts", experiment_id=eid))
         tags += [(k, v, rid) for k, v in rec["tags"].items()]
@@ -98,7 +134,20 @@ def write(store, experiment_id: str, artifact_location: str, records: list[dict[
         _bulk(session, raw, SqlInput, ("input_uuid", "source_type", "source_id", "destination_type", "destination_id"),
               [tuple(r) for r in inputs])
         _bulk(session, raw, SqlInputTag, ("input_uuid", "name", "value"), input_tags)
-    _write_artifacts(artifact_location, records, client)
+    if not local:
+        _write_artifacts(artifact_location, records, client)
+        from sqlalchemy import update
+
+        with store.ManagedSessionMaker() as session:
+            session.execute(update(SqlRun).where(SqlRun.run_uuid.in_([r["run_id"] for r in records]))
+                            .values(status="FINISHED"))
+
+
+def _local_artifacts(root: str) -> bool:
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    return isinstance(get_artifact_repository(root), LocalArtifactRepository)
 
 
 def _write_artifacts(artifact_location: str, records: list[dict[str, Any]], client) -> None:

@@ -2,16 +2,20 @@
 overrides, `hydra.sweeper.params` from experiment files), plus what a tracked sweep needs:
 
 1. every job's config is composed (cheaply, harness/compose.py) and validated into a RunSpec
-   before anything runs: a bad value anywhere in the grid is one line and exit status 2, with
-   nothing written to MLflow;
+   before anything runs, and the tracking store is checked (harness/store.py): a bad value
+   anywhere in the grid, or a store that cannot take the runs, is one line and exit status 2,
+   with nothing written to MLflow;
 2. one MLflow parent run per sweep (tags: lossbench.sweep_id, lossbench.kind=sweep; params:
    the swept values; artifacts: multirun.yaml and the study). Its context (harness/sweep.py:
    parent, sweep id, tracker, the validated specs) goes to a launcher that takes it (`bind`,
    the batched launcher) and, through the environment, to jobs that Hydra runs through the task
    function (basic, joblib, submitit), so children of any launcher attach to it;
 3. at the end, the parent records how many runs converged and diverged, and its status
-   (FINISHED, or FAILED with the runs already written kept);
-4. with `hydra.sweeper.report=true` (set by the studies in experiments/), the comparison report
+   (FINISHED, or FAILED with the runs already written kept; SIGTERM and SIGINT end it as KILLED
+   with one line);
+4. resume (harness/resume.py): rerunning the command of a sweep that did not finish trains only
+   the configurations it has not recorded, into the same parent (`hydra.sweeper.resume`);
+5. with `hydra.sweeper.report=true` (set by the studies in experiments/), the comparison report
    is built from MLflow and its path printed, with the `mlflow ui` command that opens the store.
 """
 
@@ -29,6 +33,9 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import OmegaConf
 
+from harness import resume as _resume
+from hydra_plugins.lossbench.tally import counts as _counts, values as _values
+
 log = logging.getLogger(__name__)
 
 
@@ -38,6 +45,7 @@ class LossbenchSweeperConf:
     max_batch_size: Optional[int] = None
     params: Optional[Dict[str, str]] = None
     report: bool = False  # build the report (python -m harness.report) when the sweep ends
+    resume: str = "auto"  # auto: continue an unfinished sweep of the same grid | never | a sweep id (harness/resume.py)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="lossbench", node=LossbenchSweeperConf, provider="lossbench")
@@ -45,19 +53,45 @@ ConfigStore.instance().store(group="hydra/sweeper", name="lossbench", node=Lossb
 
 class LossbenchSweeper(BasicSweeper):
     def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
-                 report: bool = False) -> None:
+                 report: bool = False, resume: str = "auto") -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
-        self.report = report
+        self.report, self.resume = report, str(resume)
 
     def sweep(self, arguments: List[str]) -> Any:
-        """Validate every job, open the parent run, launch, close the parent, report."""
+        """The sweep, with SIGTERM turned into the KeyboardInterrupt that SIGINT raises, and
+        either ending it with one line (the parent KILLED, its counts right) and exit status
+        128 + the signal's number."""
+        import signal
+
+        from harness.interrupt import Interrupted, handled
+
+        try:
+            with handled():
+                return self._sweep(arguments)
+        except KeyboardInterrupt as e:
+            signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+            print(self._interrupted_line(signal.Signals(signum).name), file=sys.stderr)
+            sys.exit(128 + int(signum))
+
+    def _interrupted_line(self, name: str) -> str:
+        ctx, counts = getattr(self, "_ctx", None), getattr(self, "_counts", None)
+        if ctx is None:
+            return f"interrupted ({name}) before the sweep started: nothing was written"
+        if counts is None:
+            return f"sweep {ctx.sweep_id} interrupted ({name}); rerun the same command to resume it"
+        done, n = counts
+        return (f"sweep {ctx.sweep_id} interrupted ({name}): {done} of {n} runs recorded, parent run KILLED; "
+                f"rerun the same command (or python -m harness.resume {ctx.sweep_id}) to train the other {n - done}")
+
+    def _sweep(self, arguments: List[str]) -> Any:
+        """Validate every job, open (or resume) the parent run, launch, close the parent, report."""
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         from hydra_plugins.lossbench import tuned
 
         t0 = time.perf_counter()
         lines = self._parse_config() + list(arguments)
         tuning = tuned.tuning_of(self.config)
-        grids = self._grids(lines, list(arguments))
+        grids = [(self._auto_losses(g), d) for g, d in self._grids(lines, list(arguments))]
         if tuning is not None:     # phase 1 of the tuned protocol: the grid on a validation split
             grids = [(tuning.phase1(g), d) for g, d in grids]
         jobs, specs = self._validate(grids, t0)
@@ -65,8 +99,8 @@ class LossbenchSweeper(BasicSweeper):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        ctx = self._start(lines, jobs, specs, _study(self.config, specs), len(jobs) + (finals.count if finals else 0))
-        returns, done, diverged = self._launch(ctx, jobs, t0, finals)
+        ctx, recorded = self._start(lines, jobs, specs, _study(self.config, specs), len(jobs) + (finals.count if finals else 0))
+        returns, done, diverged = self._launch(ctx, jobs, t0, finals, recorded)
         for batch in returns:
             for r in batch:
                 _ = r.return_value  # re-raise a failed job's exception, as Hydra's sweeper does
@@ -99,6 +133,33 @@ class LossbenchSweeper(BasicSweeper):
             out.append((part_lines, _choices(cfg)))
         return out
 
+    def _auto_losses(self, lines: List[str]) -> List[str]:
+        """`loss=auto` (the advise study): every built-in loss that trains a predictor for the
+        data's task with the chosen model (harness.losses.fitting), the task read from the
+        grid's first job's data set."""
+        if "loss=auto" not in lines:
+            return lines
+        from harness.compose import FastComposer
+        from harness.data import DATASETS
+        from harness.errors import ConfigError
+        from harness.losses import fitting
+
+        rest = [ln for ln in lines if ln != "loss=auto"]
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        first = next(iter(job for batch in self.split_arguments(parser.parse_overrides(rest), None) for job in batch), [])
+        try:
+            cfg = FastComposer(self.hydra_context.config_loader, self.config).task_config(first)
+            cls = DATASETS.get(cfg["dataset"]["name"])
+            task = cls.task_of(cls.normalize(cfg["dataset"], "dataset"))
+            losses = fitting(task, cfg["model"]["name"])
+            if not losses:
+                raise ConfigError("loss", "auto", f"a data set whose task has built-in losses (task {task} has none)")
+        except ConfigError as e:
+            print(e.line(), file=sys.stderr)
+            sys.exit(2)
+        log.info(f"loss=auto: the losses for task {task}: {', '.join(losses)}")
+        return [f"loss={','.join(losses)}" if ln == "loss=auto" else ln for ln in lines]
+
     def _validate(self, grids: List[tuple], t0: float):
         """(jobs, specs): the grids' jobs (each without the options its choices lack) and their
         validated RunSpecs; a bad value anywhere is one line and exit status 2."""
@@ -126,6 +187,9 @@ class LossbenchSweeper(BasicSweeper):
             where = {(s.tracking["uri"], s.tracking["experiment"]) for s in specs}
             if len(where) > 1:
                 raise ConfigError("tracking.experiment", sorted(where)[1][1], "one tracking.uri and experiment per sweep")
+            from harness import store
+
+            store.check(specs[0].tracking["uri"])   # before the parent run is created
         except ConfigError as e:
             print(e.line(), file=sys.stderr)
             sys.exit(2)
@@ -134,14 +198,52 @@ class LossbenchSweeper(BasicSweeper):
         return jobs, specs
 
     def _start(self, lines: List[str], jobs, specs, study: Dict[str, Any], n_runs: int):
-        """The parent run (the swept values as params, the study as an artifact) and the sweep's
-        context, handed to a launcher that takes it."""
+        """(the sweep's context, handed to a launcher that takes it; {config hash: run id} of the
+        runs it holds already): a new parent run (the swept values as params, the study as an
+        artifact), or the parent of the unfinished sweep of this grid that it resumes."""
         from harness import schema as S
         from harness import timing
-        from harness.sweep import SweepContext, new_sweep_id, tracker_for
+        from harness.sweep import SweepContext, tracker_for
 
         with timing.phase("track"):
             tracker = tracker_for(specs[0])
+        self._n_runs = n_runs
+        key = _resume.sweep_key([s.config_hash for s in specs], specs[0].tracking["experiment"])
+        with timing.phase("track"):
+            resumed = self._resumed(tracker, key, n_runs)
+        if resumed is not None:
+            ctx = SweepContext(resumed[0], resumed[1], tracker, specs={tuple(job): s for job, s in zip(jobs, specs)})
+            self._bind(ctx)
+            return ctx, resumed[2]
+        parent, sweep_id = self._new_parent(tracker, lines, study, n_runs, key)
+        ctx = SweepContext(sweep_id, parent, tracker, specs={tuple(job): s for job, s in zip(jobs, specs)})
+        self._bind(ctx)
+        print(f"sweep {sweep_id}: {n_runs} runs -> MLflow {specs[0].tracking['uri']} "
+              f"experiment {specs[0].tracking['experiment']!r}, parent run {parent}", file=sys.stderr)
+        return ctx, {}
+
+    def _bind(self, ctx) -> None:
+        self._ctx = ctx
+        bind = getattr(self.launcher, "bind", None)
+        if callable(bind):
+            bind(ctx)
+
+    def _resumed(self, tracker, key: str, n_runs: int):
+        from harness.errors import ConfigError
+
+        try:
+            return _resume.continue_sweep(tracker, key, self.resume, n_runs)
+        except ConfigError as e:
+            print(e.line(), file=sys.stderr)
+            sys.exit(2)
+
+    def _new_parent(self, tracker, lines: List[str], study: Dict[str, Any], n_runs: int, grid_key: str):
+        import json
+
+        from harness import schema as S
+        from harness import timing
+        from harness.sweep import new_sweep_id
+
         sweep_id = new_sweep_id()
         swept = {}
         for o in OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(lines):
@@ -149,50 +251,55 @@ class LossbenchSweeper(BasicSweeper):
             swept[S.sweep_param(key)] = ",".join(o.sweep_string_iterator()) if o.is_sweep_override() else o.get_value_element_as_str()
         params = {**swept, S.N_RUNS_PARAM: str(n_runs), S.LAUNCHER_PARAM: _launcher_name(self.config)}
         tags = {S.STUDY_TAG: str(study.get("name", "")), S.PROTOCOL_TAG: str(study.get("protocol", "shared"))} if study else {}
+        tags.update({S.OWNER_TAG: _resume.owner(), S.SWEEP_STATUS_TAG: "running",
+                     S.ARGV_TAG: json.dumps(sys.argv[1:])[:5000], S.CWD_TAG: os.getcwd()})
         artifacts = {S.MULTIRUN_ARTIFACT: OmegaConf.to_yaml(self.config)}
         if study:
             artifacts[S.STUDY_ARTIFACT] = OmegaConf.to_yaml(OmegaConf.create(study))
         with timing.phase("track"):
             parent = tracker.start_sweep(sweep_id, params, tags, artifacts)
-        ctx = SweepContext(sweep_id, parent, tracker, specs={tuple(job): s for job, s in zip(jobs, specs)})
-        bind = getattr(self.launcher, "bind", None)
-        if callable(bind):
-            bind(ctx)
-        print(f"sweep {sweep_id}: {n_runs} runs -> MLflow {specs[0].tracking['uri']} "
-              f"experiment {specs[0].tracking['experiment']!r}, parent run {parent}", file=sys.stderr)
-        return ctx
+            # the grid's key last: a parent is resumable only once its params and artifacts are in
+            tracker.client.set_tag(parent, S.SWEEP_KEY_TAG, grid_key)
+        return parent, sweep_id
 
-    def _launch(self, ctx, jobs, t0: float, finals=None):
-        """Launches the jobs (in chunks of max_batch_size), then, for the tuned protocol, the
-        final runs at the settings phase 1 chose, into the same parent; closes the parent run
-        with the counts, whatever happens: (returns, runs done, runs diverged)."""
+    def _launch(self, ctx, jobs, t0: float, finals=None, recorded: Optional[Dict[str, str]] = None):
+        """Launches the jobs the sweep has not recorded (in chunks of max_batch_size), then, for
+        the tuned protocol, the final runs at the settings phase 1 chose, into the same parent;
+        closes the parent run with the counts of the whole sweep, read from the store, whatever
+        happens: (returns, runs recorded, runs diverged)."""
         from harness import schema as S
         from harness import timing
 
+        recorded = recorded or {}
         status, returns = "FAILED", []
+        todo = [j for j in jobs if ctx.specs[tuple(j)].config_hash not in recorded]
         try:
             with ctx.exported():
-                self._launch_all(jobs, returns)
+                self._launch_all(todo, returns)
                 if finals is not None:
-                    more = finals.jobs([r for batch in returns for r in batch], ctx)
-                    self._launch_all(more, returns, start=len(jobs))
+                    more = finals.jobs(_values(ctx, returns, recorded), ctx)
+                    self._launch_all([j for j in more if ctx.specs[tuple(j)].config_hash not in recorded],
+                                     returns, start=len(todo))
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
             raise
         finally:
-            done = [r for batch in returns for r in batch if r.status == JobStatus.COMPLETED]
-            diverged = sum(1 for r in done if isinstance(r._return_value, dict) and r._return_value.get("status") == S.DIVERGED)
             failed = sum(1 for batch in returns for r in batch if r.status != JobStatus.COMPLETED)
-            if failed:
+            done, diverged = _counts(ctx, returns, recorded)
+            if failed or (status == "FINISHED" and done < self._n_runs):
                 status = "FAILED"
+            self._counts = (done, self._n_runs)
             with timing.phase("track"):
                 ctx.tracker.end_sweep(ctx.parent, status, {S.SWEEP_STATUS_TAG: status.lower()},
-                                      {S.SWEEP_RUNS: len(done), S.SWEEP_DIVERGED: diverged, S.SWEEP_FAILED: failed,
+                                      {S.SWEEP_RUNS: done, S.SWEEP_DIVERGED: diverged, S.SWEEP_FAILED: failed,
+                                       S.SWEEP_MISSING: max(self._n_runs - done, 0),
                                        S.SWEEP_SECONDS: time.perf_counter() - t0})
-        return returns, len(done), diverged
+        return returns, done, diverged
 
     def _launch_all(self, jobs, returns: list, start: int = 0) -> None:
+        if not jobs:
+            return
         chunk = self.max_batch_size or len(jobs)
         for i in range(0, len(jobs), chunk):
             returns.append(self.launcher.launch(jobs[i:i + chunk], initial_job_idx=start + i))

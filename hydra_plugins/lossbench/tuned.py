@@ -46,8 +46,9 @@ class Finals:
         skip = set(self.tuning.keys) | {"seed", "dataset.val_size", "phase"}
         return tuple(ln for ln in job if ln.lstrip("+~").split("=", 1)[0] not in skip)
 
-    def jobs(self, returns, ctx) -> List[List[str]]:
-        """Phase 2's jobs from phase 1's returns; their specs join the context (for the launcher)."""
+    def jobs(self, values: Dict[str, Dict[str, Any]], ctx) -> List[List[str]]:
+        """Phase 2's jobs from phase 1's final values ({config hash: values}, tally.values); their
+        specs join the context (for the launcher)."""
         import pandas as pd
 
         from harness.metric_table import FAMILIES, higher_is_better
@@ -56,8 +57,8 @@ class Finals:
         from harness.spec import build_spec
 
         rows = []
-        for spec, ret in zip(self.specs1, returns):
-            value = ret._return_value if isinstance(ret._return_value, dict) else {}
+        for spec in self.specs1:
+            value = values.get(spec.config_hash) or {}
             rows.append({**run_params(spec.config()), **{k: v for k, v in value.items() if isinstance(v, float)},
                          "_family": spec.family})
         table = pd.DataFrame(rows)

@@ -54,7 +54,7 @@ def _draws(n: int) -> np.ndarray:
 def mean_interval(values, bounds: tuple[float | None, float | None] = (None, None)) -> tuple[float, float]:
     """(lo, hi) of the 95% interval of the mean of the finite `values`: the t interval when the
     metric is unbounded, a percentile bootstrap when it has a bound (module doc); NaN for n < 2."""
-    v = np.asarray(values, dtype=float)
+    v = np.sort(np.asarray(values, dtype=float))      # sorted: the interval cannot depend on the rows' order
     v = v[np.isfinite(v)]
     n = len(v)
     if n < 2:
