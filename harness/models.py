@@ -9,8 +9,9 @@ group), so one forward pass evaluates every run of a stack on its own group's da
 Weights of run (u, k) only ever see the data of group u; gradients of a sum of per-run losses
 are therefore each run's own gradient. Every product goes through harness/products.py, whose
 sums run in a fixed order per entry: a run computes the same bits alone or in any stack (a
-batched GEMM does not: its rounding depends on the stack's size and the run's slot). Initialization is drawn per seed on the CPU in float64
-(the same numbers on any device and inside any stack), then cast.
+batched GEMM does not: its rounding depends on the stack's size and the run's slot).
+Initialization is drawn per seed on the CPU in float64 (the same numbers on any device and
+inside any stack), then cast.
 """
 from __future__ import annotations
 
