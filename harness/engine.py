@@ -45,7 +45,7 @@ from harness.heads import HEADS
 from harness.losses import loss_class
 from harness.metrics import FAMILY_METRICS, Representation
 from harness.metric_table import FAMILIES
-from harness.models import MODELS
+from harness.models import MODELS, Rows
 from harness.optim import OPTIMIZERS, schedule_factors
 from harness.schema import CONVERGED, DIVERGED, PRUNED, STEPS_RUN
 from harness.spec import RunSpec, resolve_device
@@ -150,7 +150,7 @@ class _Stack:
         if self.model.linear_weights(self.params) is not None and all(d.w_true is not None for d in self.datas):
             self.w_true = self._stack([d.w_true for d in self.datas])[:, None, :]                     # [U, 1, d]
             self.w_unscale = self._stack([d.y_scale / d.x_scale for d in self.datas])[:, None, :]   # [U, 1, d]
-        self.Xt, self.Xt_test = (Z.transpose(1, 2).contiguous() for Z in (self.data.X, self.data.ev.X))
+        self.rows, self.rows_test = Rows.of(self.data.X), Rows.of(self.data.ev.X)   # made once (models.Rows)
         self.layout0, self.home = lay, None      # the layout as built, and each slot's place in the record
         self.halving = P.Halving.of(self)
         self.rung_steps = set(self.halving.rungs) if self.halving is not None else set()
@@ -204,8 +204,8 @@ class _Stack:
     def flush_died(self) -> None:
         self._put(self.died_rec, self.died)
 
-    def forward(self, Xb: torch.Tensor, Xbt: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.model.forward(self.params, Xb, Xbt)
+    def forward(self, Xb: torch.Tensor, rows: Rows | None = None) -> torch.Tensor:
+        out = self.model.forward(self.params, Xb, rows)
         return out.squeeze(-1) if self.head.squeeze else out
 
     def penalty(self) -> torch.Tensor:
@@ -218,7 +218,7 @@ class _Stack:
         """Loss, objective, gradients and gradient norm of every run at step s."""
         full = self.batches is None
         Xb, batch = self.data.batch(None if full else self.batches[:, s], self.draws.at(s))
-        out = self.forward(Xb, self.Xt if full else None)
+        out = self.forward(Xb, self.rows if full else None)
         loss = self.loss_fn(out, batch, self.lparams)
         obj = loss + self.penalty()
         total = torch.where(self.alive, obj, torch.zeros_like(obj)).sum()
@@ -240,14 +240,14 @@ class _Stack:
             if s not in self.eval_pos:
                 return
             ev = self.data.ev
-            self.out_te = out = self.forward(ev.X, self.Xt_test)
+            self.out_te = out = self.forward(ev.X, self.rows_test)
             vals = {"train/objective": obj, "train/grad_norm": gnorm, **self.metrics.curve(out, ev)}
             if self.head.test_loss:
                 vals["test/loss"] = self.loss_fn(out, self.data.test_batch, self.lparams)
             if self.w_true is not None:
                 vals["param_error"] = (self.model.linear_weights(self.params) * self.w_unscale - self.w_true).norm(dim=-1)
             if self.specs[0].train["eval_train"]:
-                tr = self.metrics.curve(self.forward(self.data.X, self.Xt), self.data.train_ev)
+                tr = self.metrics.curve(self.forward(self.data.X, self.rows), self.data.train_ev)
                 vals.update({"train/" + k.split("/", 1)[1]: v for k, v in tr.items() if k.startswith("test/")})
             for k, v in vals.items():
                 self._put(self.evals.setdefault(k, self._nan(len(self.eval_steps)))[self.eval_pos[s]], v)

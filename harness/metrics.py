@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.metric_table import FAMILIES, FamilyMetrics
+from harness.products import pairwise_distance
 from harness.registry import Registry
 
 
@@ -197,7 +198,7 @@ def retrieval(rep: Representation, y_test: torch.Tensor) -> dict[str, np.ndarray
     checked against it in the tests). y_test [U, 1, n] labels."""
     emb = rep.test
     y = y_test.long()[:, :, None, :]                         # [U,1,1,n]
-    d = torch.cdist(emb, emb)                                # [U,K,n,n]
+    d = pairwise_distance(emb)                               # [U,K,n,n] (products.py: the same bits in any stack)
     n = d.shape[-1]
     d = d + torch.eye(n, device=d.device, dtype=d.dtype) * torch.finfo(d.dtype).max
     nn = d.topk(5, dim=-1, largest=False).indices            # [U,K,n,5]
@@ -206,7 +207,7 @@ def retrieval(rep: Representation, y_test: torch.Tensor) -> dict[str, np.ndarray
     out = {"test/recall_at_1": hit[..., :1].any(-1).double().mean(-1),
            "test/recall_at_5": hit.any(-1).double().mean(-1)}
     tr_emb, tr_y = rep.train, rep.train_labels.long()        # [U,K,m,e], [U,1,m]
-    dt = torch.cdist(emb, tr_emb)                            # [U,K,n,m]
+    dt = pairwise_distance(emb, tr_emb)                      # [U,K,n,m]
     idx = dt.topk(K_NN, dim=-1, largest=False).indices
     votes = torch.gather(tr_y[:, :, None, :].expand(*dt.shape), -1, idx)
     C = int(max(tr_y.max(), y_test.long().max())) + 1

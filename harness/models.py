@@ -7,18 +7,23 @@ group), so one forward pass evaluates every run of a stack on its own group's da
                              the model is one linear map to one output)
 
 Weights of run (u, k) only ever see the data of group u; gradients of a sum of per-run losses
-are therefore each run's own gradient. Initialization is drawn per seed on the CPU in float64
-(the same numbers on any device and inside any stack), then cast.
+are therefore each run's own gradient. Every product goes through harness/products.py, whose
+sums run in a fixed order per entry: a run computes the same bits alone or in any stack (a
+batched GEMM does not: its rounding depends on the stack's size and the run's slot).
+Initialization is drawn per seed on the CPU in float64 (the same numbers on any device and
+inside any stack), then cast.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 import torch
 
 from harness.component import Component, require
+from harness.products import run_mm
 from harness.registry import Registry
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": torch.nn.functional.gelu,
@@ -63,9 +68,9 @@ class Model(Component):
             out[name] = torch.tensor(a, dtype=dtype, device=device).requires_grad_(True)
         return out
 
-    def forward(self, p: dict[str, torch.Tensor], X: torch.Tensor, Xt: torch.Tensor | None = None) -> torch.Tensor:
-        """X [U, n, d] -> [U, K, n, o]; Xt, when given, is X.transpose(1, 2) made contiguous once
-        (the engine keeps one for the full training and test splits)."""
+    def forward(self, p: dict[str, torch.Tensor], X: torch.Tensor, rows: "Rows | None" = None) -> torch.Tensor:
+        """X [U, n, d] -> [U, K, n, o]; rows, when given, is Rows.of(X), made once (the engine
+        keeps one for the full training and test splits)."""
         raise NotImplementedError
 
     def features(self, p, X):
@@ -77,6 +82,28 @@ class Model(Component):
     def n_activations(self, n: int) -> int:
         """Floats per run held for one forward+backward pass on n rows (for the memory budget)."""
         return 4 * n * self.out_dim
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A data split as products.run_mm reads it: X [U, n, d] and X1t = [X | 1]^T [U, d + 1, n],
+    both contiguous; the row of ones carries the bias."""
+
+    X: torch.Tensor
+    X1t: torch.Tensor
+
+    @classmethod
+    def of(cls, X: torch.Tensor) -> "Rows":
+        X = X.contiguous()
+        return cls(X, torch.cat([X, torch.ones_like(X[..., :1])], -1).transpose(1, 2).contiguous())
+
+
+def _affine(W: torch.Tensor, b: torch.Tensor, X: torch.Tensor, rows: Rows | None) -> torch.Tensor:
+    """X W + b for each run on its group's data: W [U, K, d, o], b [U, K, o], X [U, n, d] ->
+    [U, K, o, n] (transposed: the layout run_mm chains in). Each entry sums x_1 w_1, ..., x_d w_d,
+    then b, in that order."""
+    rows = Rows.of(X) if rows is None else rows
+    return run_mm(torch.cat([W, b[:, :, None, :]], 2), rows.X1t[:, None], rows.X[:, None], ones=True)
 
 
 class Linear(Model):
@@ -101,10 +128,10 @@ class Linear(Model):
     def linear_weights(self, p):
         return p["W"][..., 0] if self.out_dim == 1 else None
 
-    def forward(self, p, X, Xt=None):
-        if self.out_dim == 1:  # one fused batched GEMM straight into [U, K, n]: ~3x faster than einsum + add
-            return torch.baddbmm(p["b"], p["W"][..., 0], X.transpose(1, 2) if Xt is None else Xt).unsqueeze(-1)
-        return torch.einsum("und,ukdo->ukno", X, p["W"]) + p["b"][:, :, None, :]
+    def forward(self, p, X, rows=None):
+        Y = _affine(p["W"], p["b"], X, rows)                                   # [U, K, o, n]
+        # o = 1: [U, K, 1, n] is [U, K, n, 1] in memory; a view (a select would cost a pass backward)
+        return Y.view(*Y.shape[:2], -1, 1) if self.out_dim == 1 else Y.transpose(-1, -2).contiguous()
 
 
 class MLP(Model):
@@ -142,16 +169,20 @@ class MLP(Model):
             out[name] = g.uniform(-bound, bound, size=shape)
         return out
 
-    def features(self, p, X):
+    def _hidden(self, p, X, rows=None):
+        """The last hidden layer transposed, [U, K, width, n] (the layout run_mm chains in)."""
         act = ACTIVATIONS[self.section["activation"]]
-        h = act(torch.einsum("und,ukdh->uknh", X, p["W0"]) + p["b0"][:, :, None, :])
+        h = act(_affine(p["W0"], p["b0"], X, rows))
         for i in range(1, self.section["depth"]):
-            h = act(h @ p[f"W{i}"] + p[f"b{i}"][:, :, None, :])
+            h = act(run_mm(p[f"W{i}"], h) + p[f"b{i}"][..., None])
         return h
 
-    def forward(self, p, X, Xt=None):
+    def features(self, p, X):
+        return self._hidden(p, X).transpose(-1, -2)
+
+    def forward(self, p, X, rows=None):
         i = self.section["depth"]
-        return self.features(p, X) @ p[f"W{i}"] + p[f"b{i}"][:, :, None, :]
+        return (run_mm(p[f"W{i}"], self._hidden(p, X, rows)) + p[f"b{i}"][..., None]).transpose(-1, -2).contiguous()
 
     def n_activations(self, n):
         return 4 * n * (self.section["width"] * self.section["depth"] + self.out_dim)
@@ -174,7 +205,7 @@ class Gaussian(Model):
         y = np.ravel(data.y_train) if data is not None else np.zeros(1)
         return {"mu": np.array([y[g.integers(len(y))]], dtype=float), "log_sigma": np.zeros(1)}
 
-    def forward(self, p, X, Xt=None):
+    def forward(self, p, X, rows=None):
         theta = torch.cat([p["mu"], p["log_sigma"]], dim=-1)          # [U, K, 2]
         return theta[:, :, None, :].expand(-1, -1, X.shape[1], -1)
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from harness.component import require
 from harness.losses.base import Batch, Loss, param
+from harness.products import gram, pairwise_distance
 
 EMBED = frozenset({"multiclass", "binary"})
 MININGS = ("random", "semi_hard", "hard")
@@ -58,7 +59,7 @@ class Triplet(Loss):
         pos_mask, neg_mask = same & ~eye, ~same
         valid = pos_mask.any(-1) & neg_mask.any(-1)                     # [U,1,b]
         with torch.no_grad():
-            d = torch.cdist(out, out)                                   # [U,K,b,b]
+            d = pairwise_distance(out)                                  # [U,K,b,b] (products.py: any stack alike)
             u = batch.extra["u"]
             mining = self.options["mining"]
             if mining == "hard":
@@ -93,7 +94,7 @@ class Contrastive(Loss):
     def per_pair(self, out, y, margin):
         """[U,K,b,e], [U,1,b] -> [U,K,b,b] pair losses (the diagonal is zero and left out)."""
         sq = out.pow(2).sum(-1)
-        d2 = (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2 * out @ out.transpose(-1, -2)).clamp(min=0)  # [U,K,b,b]
+        d2 = (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2 * gram(out)).clamp(min=0)  # [U,K,b,b]
         same = (y.unsqueeze(-1) == y.unsqueeze(-2)).to(out.dtype)
         d = torch.sqrt(d2 + 1e-12)
         m = param(margin, out)
