@@ -45,3 +45,23 @@ def harness(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedPr
 def store(tmp_path):
     """A fresh SQLite MLflow store URI in a temporary folder."""
     return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server URI (tests/pgserver.py): .ci/run's, or one started for the session."""
+    import pgserver
+
+    if os.environ.get(pgserver.ENV):
+        yield os.environ[pgserver.ENV].rstrip("/")
+        return
+    with pgserver.cluster() as uri:
+        yield uri
+
+
+@pytest.fixture
+def postgres_store(postgres_server):
+    """A fresh, empty PostgreSQL database for one test, as an MLflow tracking URI."""
+    import pgserver
+
+    return pgserver.new_database(postgres_server)

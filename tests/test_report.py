@@ -146,7 +146,8 @@ def test_cli_no_sweep_and_missing_store(sweep, tmp_path):
 
 def test_parse():
     assert parse(["tracking.uri=sqlite:///x.db", "--experiment=e", "--sweep", "s", "out=o"]) == dict(
-        uri="sqlite:///x.db", experiment="e", sweep="s", out="o")
+        uri="sqlite:///x.db", experiment="e", sweep="s", out="o", compare=None)
+    assert parse(["compare=a,b"])["compare"] == "a,b"
     assert parse([])["uri"] == "sqlite:///mlflow.db" and parse([])["sweep"] is None
     with pytest.raises(ConfigError, match="one of tracking.uri"):
         parse(["tracking.exp=x"])

@@ -17,11 +17,13 @@ import pytest
 
 from harness import schema as S
 
-# 3 losses x 4 lr x 4 ratios x 2 seeds x 2 data sets = 192 runs, in stacks of a few runs
-# (a tiny memory budget), so that a sweep writes many times and a kill lands between writes
+# 3 losses x 4 lr x 4 ratios x 3 seeds x 2 data sets = 288 runs, in 54 stacks of a few runs
+# (a tiny memory budget), so that a sweep writes many times and a kill lands between writes; 3,000
+# steps make a stack last ~1.5 s (~85 s the sweep on 2 idle cores), long enough for 22 kills
 GRID = ["-m", "loss=mse,mae,huber", "optimizer.lr=0.01,0.05,0.1,0.2", "outliers.ratio=0,0.1,0.2,0.3",
-        "seed=0,1", "dataset=linear,friedman1", "hydra.launcher.memory_budget_mb=1", "train.steps=60"]
-N_GRID = 192
+        "seed=0,1,2", "dataset=linear,friedman1", "hydra.launcher.memory_budget_mb=1", "train.steps=3000",
+        "train.log_every=50", "train.eval_every=500"]
+N_GRID = 288
 
 
 def _start(tmp: Path, *extra: str) -> subprocess.Popen:

@@ -13,12 +13,38 @@ from harness import schema as S
 from harness.tracking.records import DatasetRecord, sanitize, user
 
 
+# MLflow schema revisions (alembic_version.version_num) the bulk writer was tested on: it writes
+# MLflow's tables directly, so a store of another revision (a newer MLflow that changed them)
+# goes through MLflow's client instead. Add a revision here only with tests/test_tracking.py
+# passing on it (it writes the same runs both ways and compares what the client reads back).
+TESTED_REVISIONS = {
+    "dc11669786a5": "MLflow 3.17",
+}
+
+
 def store_of(client):
-    """The client's SqlAlchemyStore, or None when the store is not an SQL database."""
+    """The client's SqlAlchemyStore when the bulk path may write it: an SQL database whose schema
+    revision is one of TESTED_REVISIONS (else one line says why it is not, and None)."""
+    import sys
+
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     store = client._tracking_client.store
-    return store if isinstance(store, SqlAlchemyStore) else None
+    if not isinstance(store, SqlAlchemyStore):
+        return None
+    rev = revision(store)
+    if rev not in TESTED_REVISIONS:
+        print(f"note: the MLflow store {store.db_uri.split('@')[-1]} has schema revision {rev}, which lossbench's bulk "
+              f"writer was not tested on (tested: {', '.join(f'{r} ({v})' for r, v in TESTED_REVISIONS.items())}); "
+              "writing through MLflow's client instead (slower, same records)", file=sys.stderr)
+        return None
+    return store
+
+
+def revision(store) -> str | None:
+    """The store's alembic revision (MLflow's schema version)."""
+    with store.ManagedSessionMaker() as session:
+        return session.execute(_text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def read_history(store, run_ids: list[str], key: str, chunk: int = 500) -> list[tuple[str, int, float]]:
