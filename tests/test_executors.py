@@ -47,9 +47,10 @@ def _sweep(tmp: Path, name: str, *args: str, check: bool = True, env: dict | Non
                           capture_output=True, text=True, timeout=600)
 
 
-def _records(tmp: Path, name: str) -> tuple[dict, list]:
+def _records(tmp: Path, name: str, deep: bool = True) -> tuple[dict, list]:
     """({config hash: (status, final metrics, params, tags but FREE_TAGS, curve length, artifacts,
-    data sets)} of the experiment's runs, [its parent runs])."""
+    data sets)} of the experiment's runs, [its parent runs]); without `deep`, the curve length and
+    artifacts (two queries a run) are None."""
     from mlflow.tracking import MlflowClient
 
     c = MlflowClient(f"sqlite:///{tmp}/m.db")
@@ -63,7 +64,8 @@ def _records(tmp: Path, name: str) -> tuple[dict, list]:
         h = r.data.tags[S.HASH_TAG]
         assert h not in out, f"two runs of {h}"
         out[h] = (r.info.status, r.data.metrics, r.data.params, {k: v for k, v in r.data.tags.items() if k not in FREE_TAGS},
-                  len(c.get_metric_history(r.info.run_id, "train/loss")), sorted(a.path for a in c.list_artifacts(r.info.run_id)),
+                  len(c.get_metric_history(r.info.run_id, "train/loss")) if deep else None,
+                  sorted(a.path for a in c.list_artifacts(r.info.run_id)) if deep else None,
                   sorted((i.dataset.name, i.dataset.digest) for i in r.inputs.dataset_inputs))
     return out, parents
 
@@ -161,7 +163,6 @@ def test_stack_results_pickle_to_numpy_and_plain_values_for_every_task():
 
 
 # -- the same records, every engine ---------------------------------------------------------------
-@pytest.mark.slow
 def test_ray_with_a_worker_killed_retries_its_stack_and_writes_the_local_records(baseline, tmp_path):
     """Through a local Ray with 2 CPUs; the worker of the first stack dies (os._exit) on its first
     attempt: the stack is sent again, and the sweep ends with every run, as the local one."""
@@ -177,7 +178,6 @@ def test_ray_with_a_worker_killed_retries_its_stack_and_writes_the_local_records
     _same(local, recs)
 
 
-@pytest.mark.slow
 def test_submitit_local_jobs_write_the_local_records(baseline, tmp_path):
     _, local = baseline
     p = _sweep(tmp_path, "submitit", *GRID, *SUBMITIT)
@@ -207,6 +207,28 @@ def test_hydras_per_job_launchers_write_into_one_parent_the_local_records(baseli
     c = MlflowClient(f"sqlite:///{tmp_path}/m.db")
     kids = c.search_runs([parent.info.experiment_id], f"tags.`{S.KIND_TAG}` = '{S.KIND_RUN}'")
     assert {k.data.tags[S.PARENT_TAG] for k in kids} == {parent.info.run_id}
+
+
+BIG = ["-m", "loss=mse,mae,huber", "optimizer.lr=0.001,0.01,0.1,1.0", "regularization.kind=l2",
+       "regularization.weight=0,0.001,0.01", "outliers.ratio=0,0.05,0.1,0.2,0.3", "seed=0,1,2", "optimizer=gd",
+       "train.steps=100"]   # the README's 540-run grid, shorter
+
+
+@pytest.mark.slow
+def test_the_540_run_grid_on_ray_and_on_submitit_writes_the_local_records(tmp_path):
+    """The README's grid (540 runs, its stacks planned as the local executor plans them) on a
+    local Ray of 2 CPUs and on 2 submitit local jobs at once: every run recorded as locally."""
+    _sweep(tmp_path, "local", *BIG)
+    local, parents = _records(tmp_path, "local", deep=False)
+    assert len(local) == 540
+    _finished(parents, 540)
+    for name, engine in (("ray", RAY), ("submitit", SUBMITIT)):
+        p = _sweep(tmp_path, name, *BIG, *engine)
+        assert "stacks on 2 workers" in p.stdout + p.stderr, p.stderr[-2000:]
+        recs, parents = _records(tmp_path, name, deep=False)
+        assert len(recs) == 540
+        _finished(parents, 540)
+        _same(local, recs)
 
 
 # -- failures, signals --------------------------------------------------------------------------
