@@ -88,10 +88,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--executor", default="local", choices=("local", "ray", "submitit"),
                     help="where the batched sweeps train their stacks (hydra.launcher.executor)")
     ap.add_argument("--workers", type=int, default=None, help="ray: the local Ray's CPUs; submitit: local jobs at once")
+    ap.add_argument("--uri", default=None, help="the tracking store (default: sqlite in the workdir), e.g. "
+                    "postgresql://HOST/DB to measure the bulk writer on PostgreSQL")
     a = ap.parse_args(argv)
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix="lossbench-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{workdir / 'bench.db'}"
+    uri = a.uri or f"sqlite:///{workdir / 'bench.db'}"
     print(f"benchmark store: {uri}", flush=True)
     warm = sweep(["loss=mse", "seed=0", "train.steps=5"], uri, "warmup", workdir, "batched", a.device)
     del warm

@@ -79,6 +79,7 @@ def run_job(cfg, overrides: tuple[str, ...] = ()) -> dict[str, float]:
     try:
         spec = build_spec(cfg if isinstance(cfg, dict) else plain_config(cfg), overrides or task_overrides())
         store.check(spec.tracking["uri"])   # before training: a store that cannot take the run
+        store.check_experiment(spec.tracking["uri"], spec.tracking["experiment"])
     except ConfigError as e:
         print(e.line(), file=sys.stderr)
         sys.exit(2)

@@ -149,6 +149,49 @@ def _folder(uri: str, scheme: str) -> None:
         raise ConfigError(KEY, uri, f"a folder MLflow can create: {parent} does not exist or is not writable")
 
 
+def check_experiment(uri: str, experiment: str) -> None:
+    """ConfigError when `uri` is a database and its `experiment` keeps artifacts on a tracking
+    server (artifact location mlflow-artifacts:/..., as `mlflow server --artifacts-destination`
+    makes them): only that server can store them, so the runs go through its http URI. A new
+    store or experiment passes (its runs get the database's default artifact location)."""
+    if scheme_of(uri) not in ("sqlite", *SQL_PORTS):
+        return
+    location = _artifact_location(uri, experiment)
+    if location and location.startswith("mlflow-artifacts:"):
+        raise ConfigError(KEY, uri, f"the tracking server's URI (http://HOST:PORT): experiment {experiment!r} keeps its "
+                                    f"artifacts on a tracking server ({location}), which only that server writes")
+
+
+def _artifact_location(uri: str, experiment: str) -> str | None:
+    """The experiment's artifact location read from the store's own table, or None (no such
+    store, table or experiment yet)."""
+    try:
+        if scheme_of(uri) == "sqlite":
+            import sqlite3
+
+            path = uri.split("?", 1)[0][len("sqlite:///"):]
+            if not path or path == ":memory:" or not os.path.exists(path):
+                return None
+            con = sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True, timeout=10)
+            try:
+                row = con.execute("select artifact_location from experiments where name = ?", (experiment,)).fetchone()
+            finally:
+                con.close()
+        else:
+            import sqlalchemy as sa
+
+            engine = sa.create_engine(uri, poolclass=sa.pool.NullPool)
+            try:
+                with engine.connect() as con:
+                    row = con.execute(sa.text("select artifact_location from experiments where name = :n"),
+                                      {"n": experiment}).fetchone()
+            finally:
+                engine.dispose()
+    except Exception:   # no table yet, or a database we cannot read: MLflow's own errors say more
+        return None
+    return row[0] if row else None
+
+
 def _file_store_allowed() -> bool:
     """MLflow 3 keeps its file store in maintenance mode and refuses it unless
     MLFLOW_ALLOW_FILE_STORE is true (asked of MLflow, ~1.4 s, for this rare store only)."""

@@ -190,6 +190,7 @@ class LossbenchSweeper(BasicSweeper):
             from harness import store
 
             store.check(specs[0].tracking["uri"])   # before the parent run is created
+            store.check_experiment(specs[0].tracking["uri"], specs[0].tracking["experiment"])
         except ConfigError as e:
             print(e.line(), file=sys.stderr)
             sys.exit(2)
