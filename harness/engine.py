@@ -116,7 +116,7 @@ class _Stack:
         self.task, self.head = TASKS.get(first.task), HEADS.get(first.head)
         self.family, self.metrics = FAMILIES[first.family], FAMILY_METRICS.get(first.family)
         loss_cls = loss_class(first.loss)
-        self.loss_fn = loss_cls(loss_cls.options_of(first.loss))
+        self.loss_cls, self.loss_fn = loss_cls, loss_cls(loss_cls.options_of(first.loss))
         self.data = L.DeviceData.of(self.datas, self.task, loss_cls, device, dtype)
         self.lparams = {k: L.loss_param(specs, lay, k, loss_cls.floats_ok, device, dtype) for k in loss_cls.stacked}
         self.model = MODELS.get(first.model["name"])(first.model, first.n_features, first.out_dim, self.head.zero_start)
@@ -225,6 +225,26 @@ class _Stack:
             out = self.metrics.final(self.out_te, ev)
         return {**out, **extras.final(self)}
 
+    def held_out(self) -> dict[str, np.ndarray]:
+        """An adaptive search's trials (phase=search) are judged on their validation split and
+        report the test split beside it at the last step (test/..., [U, K] each), as a grid's
+        runs do: never told to the search, there to compare its best with a grid's."""
+        if self.specs[0].phase != "search" or any(d.X_hold is None for d in self.datas):
+            return {}
+        from dataclasses import replace
+
+        held = [replace(d, X_test=d.X_hold, y_test=d.y_hold, extra_test=d.extra_hold) for d in self.datas]
+        data = L.DeviceData.of(held, self.task, self.loss_cls, self.device, self.dtype)
+        with torch.no_grad():
+            out = self.forward(data.ev.X)
+            vals = dict(self.metrics.curve(out, data.ev))
+            if self.head.test_loss:
+                vals["test/loss"] = self.loss_fn(out, data.test_batch, self.lparams)
+            if not self.family.scores_representation:
+                vals.update(self.metrics.final(out, data.ev))
+        host = lambda v: (v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)).astype(np.float64)
+        return {k: host(v) for k, v in vals.items() if k.startswith("test/")}
+
     def collect(self, finals: dict[str, np.ndarray], seconds: float, keep_params: bool) -> list[RunResult]:
         """One RunResult per spec, in order: curves (NaN after a run stopped), final values."""
         facts = extras.facts(self)            # data facts: recorded for diverged runs too
@@ -233,6 +253,7 @@ class _Stack:
         if self.datas[0].evaluated_on == "val":   # judged on a validation split (dataset.val_size): say so
             host = {_val(k): v for k, v in host.items()}
             finals = {_val(k): v for k, v in finals.items()}
+            finals.update(self.held_out())
         ls, es = np.array(self.log_steps), np.array(self.eval_steps)
         out: list[Any] = [None] * len(self.specs)
         params = {k: v.detach().cpu().numpy() for k, v in self.params.items()} if keep_params else None

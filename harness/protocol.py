@@ -20,6 +20,12 @@ A study declares it:
       tune: {keys: [optimizer.lr], grid: {optimizer.lr: "0.003,0.01,0.03,0.1"}, val_size: 0.2,
              seeds: "0,1", final_seeds: "10,11,12,13,14"}
 
+Phase 1 may be an adaptive search instead of the grid (harness/search/): `tune: {search: optuna,
+trials: 24, round: 8, grid: {optimizer.lr: "tag(log,interval(1e-4,1))"}}` searches the ranges of
+`tune.grid` (which then replace the study's own values of those keys), one Optuna study per
+group, and the choice is made from its trials as from a grid's. `tune.prune: true` hands
+`train.prune=halving` to phase 1's runs (successive halving: poor runs stop early).
+
 A study of the shared protocol may carry its `tune:` block: `study.protocol=tuned` on the command
 line then runs it tuned (its report and the shared one's say whether the verdicts survive).
 
@@ -49,6 +55,10 @@ class Tuning:
     final_seeds: tuple[int, ...]
     metric: str | None = None
     grid: tuple[tuple[str, str], ...] = ()   # values of tuned keys the study's own grid does not sweep
+    search: str = "grid"                     # phase 1: grid | optuna (harness/search/)
+    trials: int | None = None                # optuna: trials per group (None: the sweeper's default)
+    round: int | None = None                 # optuna: trials trained at once per group
+    prune: bool = False                      # train.prune=halving for phase 1's runs
 
     @classmethod
     def of(cls, study: Mapping[str, Any] | None) -> "Tuning | None":
@@ -69,19 +79,39 @@ class Tuning:
             raise ConfigError("study.tune.final_seeds", t.get("final_seeds"),
                               f"at least {MIN_FINAL_SEEDS} seeds, none of phase 1's ({', '.join(map(str, seeds))})")
         grid = tuple((str(k), str(v)) for k, v in (t.get("grid") or {}).items())
-        return cls(keys, float(val), seeds, final, t.get("metric"), grid)
+        search = t.get("search", "grid")
+        if search not in ("grid", "optuna"):
+            raise ConfigError("study.tune.search", search, "grid or optuna")
+        if search == "grid":
+            for k, v in grid:
+                if "interval(" in v.replace(" ", ""):
+                    raise ConfigError(f"study.tune.grid.{k}", v, "a comma list of values (a range needs study.tune.search: optuna)")
+        trials, rnd = (_count(f"study.tune.{k}", t.get(k)) for k in ("trials", "round"))
+        prune = t.get("prune", False)
+        if not isinstance(prune, bool):
+            raise ConfigError("study.tune.prune", prune, "true or false")
+        return cls(keys, float(val), seeds, final, t.get("metric"), grid, str(search), trials, rnd, prune)
 
-    def phase1(self, lines: Sequence[str]) -> list[str]:
+    def search_block(self) -> dict[str, Any]:
+        """What phase 1's search takes from the study (the sweeper's own keys win where set)."""
+        out = {"search": self.search, "trials": self.trials, "round": self.round, "metric": self.metric}
+        return {k: v for k, v in out.items() if v is not None}
+
+    def phase1(self, lines: Sequence[str], searched: bool = False) -> list[str]:
         """Phase 1's sweep lines: the study's (plus `tune.grid`'s values of tuned keys it does not
-        sweep itself), with the tuning seeds, the validation split, phase=tune."""
-        out = [ln for ln in lines if _key(ln) not in ("seed", "dataset.val_size", "phase")]
+        sweep itself; when `searched`, tune.grid's ranges replace the study's values of their
+        keys), with the tuning seeds, the validation split, phase=tune, and train.prune=halving
+        when `prune`."""
+        grid = {k for k, _ in self.grid} if searched else set()
+        out = [ln for ln in lines if _key(ln) not in {"seed", "dataset.val_size", "phase", "train.prune"} | grid]
         have = {_key(ln) for ln in out}
         out += [f"{k}={v}" for k, v in self.grid if k not in have]
+        out += ["train.prune=halving"] if self.prune else []
         return out + [f"seed={','.join(map(str, self.seeds))}", f"dataset.val_size={self.val_size}", "phase=tune"]
 
     def final(self, job: Sequence[str], seed: int) -> list[str]:
         """A phase-1 job as a phase-2 run with `seed`: the full training split, phase=final."""
-        kept = [ln for ln in job if _key(ln) not in ("seed", "dataset.val_size", "phase")]
+        kept = [ln for ln in job if _key(ln) not in ("seed", "dataset.val_size", "phase", "train.prune")]
         return kept + [f"seed={seed}", "dataset.val_size=0.0", "phase=final"]
 
 
@@ -106,11 +136,19 @@ def _is_param(col: str, runs: pd.DataFrame) -> bool:
     from harness.metric_table import is_metric
 
     return not is_metric(col) and col not in ("run_id", "run_name", "status", "task", "eval", "config_hash",
-                                             "diverged_step", "curves", "study")
+                                             "diverged_step", "curves", "study", "trial")
 
 
 def _key(line: str) -> str:
     return line.lstrip("+~").split("=", 1)[0]
+
+
+def _count(key: str, value) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(key, value, "an integer >= 1")
+    return value
 
 
 def _ints(key: str, value) -> tuple[int, ...]:

@@ -43,6 +43,8 @@ SWEEP_KEY_TAG = "lossbench.sweep_key"  # parent: hash of its grid (every job's c
 OWNER_TAG = "lossbench.owner"          # parent: host:pid:process start of the process running it (is it still alive?)
 ARGV_TAG = "lossbench.argv"            # parent: the command's arguments (JSON list), for python -m harness.resume
 CWD_TAG = "lossbench.cwd"              # parent: the folder the command ran in (relative store and data paths)
+TRIAL_TAG = "lossbench.trial"          # runs of an adaptive search: the number of their trial in their group's Optuna study
+SEARCH_TAG = "lossbench.search"        # runs of an adaptive search: their group's label (its study: 'loss=huber')
 
 # MLflow's own tags
 PARENT_TAG = "mlflow.parentRunId"

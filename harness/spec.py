@@ -27,7 +27,7 @@ from harness.errors import ConfigError
 
 SECTIONS = ("loss", "dataset", "model", "optimizer", "regularization", "outliers", "train", "tracking")
 TOP = SECTIONS + ("seed", "device", "study", "phase")
-PHASES = (None, "tune", "final")
+PHASES = (None, "tune", "final", "search")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float64")
 
@@ -241,7 +241,7 @@ def build_spec(cfg: Mapping[str, Any], overrides: tuple[str, ...] = ()) -> RunSp
         optimum.check(loss_cls, model_cls, reg)
 
     phase = cfg.get("phase")
-    require(phase in PHASES, "phase", phase, "null, tune or final (set by a study's tuned protocol)")
+    require(phase in PHASES, "phase", phase, "null, tune or final (set by a study's tuned protocol), or search (an adaptive search's trials)")
     spec_cfg = dict(loss=loss, dataset=dataset, model=model, optimizer=optimizer, regularization=reg,
                     outliers=outl, train=train, seed=seed, device=device, **({"phase": phase} if phase else {}))
     data_seed = seed if dataset.get("seed") is None else dataset["seed"]

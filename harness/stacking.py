@@ -18,9 +18,10 @@ from harness.spec import RunSpec
 DEFAULT_CPU_BUDGET_MB = 2048
 # On a CPU a stack far larger than the last-level cache streams every step's temporaries (the
 # [groups, rows, slots] predictions, residuals, gradients) from memory, and each one over glibc's
-# 32 MB mmap threshold is page-faulted afresh: the per-run cost of one 18,000-run stack was 3x
-# that of 1,800-run stacks. A few times the cache keeps the per-run rate flat in the sweep's size.
-CACHE_FACTOR = 4
+# 32 MB mmap threshold is page-faulted afresh (the system time grows 5x): measured with 30-step
+# stacks of MSE runs, one 18,000-run stack took 1.7 s a step, 19x a 1,800-run stack's 0.09 s. A
+# budget of a couple of caches keeps each temporary under that threshold and the rate flat.
+CACHE_FACTOR = 2
 FALLBACK_CACHE_MB = 32
 
 

@@ -43,6 +43,11 @@ class Prepared:
     digest: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     extra_test: dict[str, Any] = field(default_factory=dict)
+    # with a validation split (evaluated_on "val"): the test split beside it, scaled as X_test;
+    # read only by an adaptive search's trials (phase=search), which report it, never tune on it
+    X_hold: np.ndarray | None = field(default=None, repr=False)
+    y_hold: np.ndarray | None = field(default=None, repr=False)
+    extra_hold: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def n_features(self) -> int:
@@ -98,8 +103,9 @@ def prepare(table: Table, *, name: str, section: dict[str, Any], seed: int,
     X, y, Xt, yt, extra, extra_test = split(table, section["test_size"], seed)
     kind, ratio, scale = outliers
     X, y, _ = inject(X, y, kind, ratio, scale, rng(seed, "outliers"), table.n_classes)
-    evaluated_on = "test"
+    evaluated_on, hold = "test", None
     if section.get("val_size"):
+        hold = (Xt, yt, extra_test)
         # tuning: the run is judged on a validation split carved from the (dirty) training rows,
         # as a user's own tuning would be; the test split is dropped here, never seen
         (X, y, extra), (Xt, yt, extra_test) = holdout(X, y, extra, section["val_size"], seed, "validation",
@@ -117,10 +123,13 @@ def prepare(table: Table, *, name: str, section: dict[str, Any], seed: int,
     f = lambda a: ((a - xc) / xs).astype(np.float64)
     if scale_target:
         y, yt = (y - yc) / ys, (yt - yc) / ys
+        if hold is not None:
+            hold = (hold[0], (hold[1] - yc) / ys, hold[2])
     key = json.dumps([name, section, seed, list(outliers)], sort_keys=True, default=str)
     return Prepared(
         X_train=f(X), y_train=y, X_test=f(Xt), y_test=yt, task=table.task, n_classes=table.n_classes,
         x_scale=xs, y_center=yc, y_scale=ys, w_true=table.w_true, b_true=table.b_true,
         name=name, source=table.source, evaluated_on=evaluated_on,
         digest=hashlib.sha1(key.encode()).hexdigest()[:16], extra=extra, extra_test=extra_test,
+        **({} if hold is None else dict(X_hold=f(hold[0]), y_hold=hold[1], extra_hold=hold[2])),
     )

@@ -33,6 +33,7 @@ from harness.report import claims as C
 from harness.report import load as L
 from harness.report import plots
 from harness.report import render
+from harness.report import search_figures
 from harness.protocol import Tuning
 from harness.report import tuning as T
 from harness.report.figures import STUDY_FIGURES, Figure, FigureContext, make_figures, study_figures
@@ -93,6 +94,7 @@ def build_report(uri: str = "sqlite:///mlflow.db", experiment: str = "lossbench"
             figs = [f for f in [T.tuning_figure(p.tune, Tuning.of(p.study), pctx)] if f is not None] + figs
             if not any(a.get("kind") == "performance_profile" for a in p.study.get("figures") or []):
                 figs += [f for f in [STUDY_FIGURES["performance_profile"](p.runs, {}, pctx)] if f is not None]
+        figs += search_figures.defaults(p.tune if p.tune is not None and len(p.tune) else p.runs, p.study, pctx)
         results.append((p, figs, check_claims(p.runs, p.study, ctx.curves)))
     _claims_csv(results, folder)
     survival = {p.name: _survival(client, sw, p, verdicts) for p, _, verdicts in results if len(parts) == 1}

@@ -338,3 +338,4 @@ from harness.report import regularization_figures  # noqa: E402,F401  (the regul
 from harness.report import lr_figures  # noqa: E402,F401  (registers the learning-rate figures)
 from harness.report import optimum_figures  # noqa: E402,F401  (registers loglog_vs_x, gap_curves)
 from harness.report import profile_figure  # noqa: E402,F401  (the performance profile)
+from harness.report import search_figures  # noqa: E402,F401  (the search-progress figure)

@@ -42,6 +42,8 @@ TAG_COLUMNS = {
     "curves": S.CURVES_TAG,           # tracking.curves=parquet: the Parquet artifact holding the run's curves
     "study": S.STUDY_TAG,             # the study the run belongs to (a tour holds several)
     "phase": S.PHASE_TAG,             # a tuned protocol's phase: tune | final
+    "trial": S.TRIAL_TAG,             # an adaptive search's trial number (harness/search/)
+    "search": S.SEARCH_TAG,           # and its study (the group's label)
 }
 ID_COLUMNS = ["run_id", *TAG_COLUMNS]
 

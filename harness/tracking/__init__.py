@@ -35,6 +35,9 @@ report reads too. The modules:
   sql.py      the bulk path for SQL stores
   client.py   the MlflowClient path: the experiment, sweeps' parent runs, runs on other stores,
               the Parquet curve files
+  store.py    opening a store when many processes do it at once (a new SQLite file built whole
+              and published atomically; an advisory lock around MLflow's table creation on a
+              server database)
   Tracker     (here) picks the path and hands each module its part
 """
 from __future__ import annotations
@@ -44,6 +47,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from harness.tracking import client as _client
 from harness.tracking import sql as _sql
+from harness.tracking import store as _store
 from harness.tracking.records import build_record, curve_table, dataset_records, point_to_curves
 
 if TYPE_CHECKING:
@@ -58,13 +62,16 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
-        if uri.startswith("sqlite:///"):
-            _sql.sqlite_wal(uri)
-        self.client = MlflowClient(uri)
-        exp = _client.open_experiment(self.client, experiment)
-        self.experiment_id = exp.experiment_id
-        self.artifact_location = exp.artifact_location
-        self._sql = _sql.store_of(self.client)
+        with _store.guarded(uri, f"opening the store and experiment {experiment!r}"):
+            _store.prepare(uri)   # a new SQLite store: built whole beside the target, then published
+            if uri.startswith("sqlite:///"):
+                _sql.sqlite_wal(uri)   # a store made by another program, in rollback-journal mode
+            with _store.creation_lock(uri):   # a server database: one process at a time creates its tables
+                self.client = MlflowClient(uri)   # opens the store (MLflow creates missing tables here)
+            exp = _client.open_experiment(self.client, experiment)
+            self.experiment_id = exp.experiment_id
+            self.artifact_location = exp.artifact_location
+            self._sql = _sql.store_of(self.client)
         self._dataset_cache: dict[str, list] = {}
 
     @property
@@ -75,22 +82,42 @@ class Tracker:
     # -- sweeps ---------------------------------------------------------------------------
     def start_sweep(self, sweep_id: str, params: dict[str, str], tags: dict[str, str],
                     artifacts: dict[str, str]) -> str:
-        return _client.start_sweep(self.client, self.experiment_id, sweep_id, params, tags, artifacts)
+        with _store.guarded(self.uri, "creating the sweep's parent run"):
+            return _client.start_sweep(self.client, self.experiment_id, sweep_id, params, tags, artifacts)
 
     def end_sweep(self, parent_id: str, status: str, tags: dict[str, str], metrics: dict[str, float]) -> None:
-        _client.end_sweep(self.client, parent_id, status, tags, metrics)
+        """The parent closed with its tags, metrics and status. When the store refuses that (a full
+        disk), the status alone is tried (one row updated: it fits where a batch does not); a
+        StoreError either way, `status_set` telling whether the parent shows the status."""
+        try:   # idempotent (MLflow skips a metric logged twice): retried when the store is busy
+            _store.retrying(lambda: _client.end_sweep(self.client, parent_id, status, tags, metrics), self.uri,
+                            f"marking the parent run {status}")
+        except _store.StoreError as e:
+            try:
+                with _store.guarded(self.uri, f"marking the parent run {status}"):
+                    self.client.set_terminated(parent_id, status)
+                e.status_set = True
+            except _store.StoreError:
+                e.status_set = False
+            raise e
 
     def describe(self, run_id: str, markdown: str) -> None:
         """Sets a run's description (shown on its page in the MLflow UI)."""
-        _client.describe(self.client, run_id, markdown)
+        _store.retrying(lambda: _client.describe(self.client, run_id, markdown), self.uri, "describing the parent run")
 
     # -- runs -----------------------------------------------------------------------------
     def write(self, results: Sequence["RunResult"], parent_id: str | None, sweep_id: str, *,
               bulk: bool | None = None) -> list[str]:
         """Writes finished runs; returns their MLflow run ids, in order. bulk: None (the store's
-        way: the SQL path on SQL stores), False (MLflow's client on any store), True (the SQL path)."""
+        way: the SQL path on SQL stores), False (MLflow's client on any store), True (the SQL path).
+        A store that fails (a full disk, a write conflict past the retries) is a StoreError: the
+        runs of earlier calls stay as they are, these are absent or not FINISHED (resume)."""
         if not results:
             return []
+        with _store.guarded(self.uri, f"writing {len(results)} runs"):
+            return self._write(results, parent_id, sweep_id, bulk)
+
+    def _write(self, results, parent_id, sweep_id, bulk) -> list[str]:
         if bulk is None:
             bulk = self.bulk
         elif bulk and not self.bulk:

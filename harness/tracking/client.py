@@ -17,17 +17,29 @@ if TYPE_CHECKING:
 
 def open_experiment(client, name: str):
     """The experiment of that name, created when missing, tagged so that MLflow 3's UI opens it
-    on its training runs (not on the GenAI view an untagged experiment gets)."""
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        try:
-            client.create_experiment(name, tags={S.EXPERIMENT_KIND_TAG: S.EXPERIMENT_KIND})
-        except Exception:  # created by a concurrent process in the meantime
-            pass
+    on its training runs (not on the GenAI view an untagged experiment gets). Any number of
+    processes may open the same new experiment at once: each reads it by name, creates it when
+    absent, and on a failed create (another process created it, or the store was busy) reads
+    it again; a busy store is retried with backoff (store.retrying)."""
+    from harness.tracking.store import retrying
+
+    def attempt():
         exp = client.get_experiment_by_name(name)
-    if S.EXPERIMENT_KIND_TAG not in exp.tags:   # an experiment made before, or by someone else
-        client.set_experiment_tag(exp.experiment_id, S.EXPERIMENT_KIND_TAG, S.EXPERIMENT_KIND)
-    return exp
+        if exp is None:
+            try:
+                client.create_experiment(name, tags={S.EXPERIMENT_KIND_TAG: S.EXPERIMENT_KIND})
+            except Exception as e:  # noqa: BLE001 - created by a concurrent process, or busy: read again
+                failed = e
+            else:
+                failed = None
+            exp = client.get_experiment_by_name(name)
+            if exp is None:   # neither ours nor another's: the create's error, retried when transient
+                raise failed or RuntimeError(f"experiment {name!r} not found after creating it")
+        if S.EXPERIMENT_KIND_TAG not in exp.tags:   # an experiment made before, or by someone else
+            client.set_experiment_tag(exp.experiment_id, S.EXPERIMENT_KIND_TAG, S.EXPERIMENT_KIND)
+        return exp
+
+    return retrying(attempt, client.tracking_uri, f"opening experiment {name!r}")
 
 
 def describe(client, run_id: str, markdown: str) -> None:

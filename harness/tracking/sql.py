@@ -2,7 +2,8 @@
 own tables (its SQLAlchemy models), one transaction per batch of runs, with the values MLflow's
 store would write (NaN as is_nan, +-inf as +-max float, latest_metrics at the highest step).
 A run's files (config.yaml, its task's artifacts) are written into the artifact folder when the
-artifact store is local, else through the client."""
+artifact store is local, else through the client. A transaction that collides with another
+process's (several sweeps into one store) is tried again whole (store.retrying)."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,7 @@ from typing import Any
 
 from harness import schema as S
 from harness.tracking.records import DatasetRecord, sanitize, user
+from harness.tracking.store import retrying
 
 
 # MLflow schema revisions (alembic_version.version_num) the bulk writer was tested on: it writes
@@ -74,9 +76,8 @@ def write(store, experiment_id: str, artifact_location: str, records: list[dict[
     exist first, so there the runs are created RUNNING, their files logged, then all marked
     FINISHED in a second transaction (a kill in between leaves RUNNING runs, which resume deletes
     and retrains)."""
-    from mlflow.store.tracking.dbmodels.models import (SqlDataset, SqlInput, SqlInputTag,
-                                                       SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag)
-    from sqlalchemy import select
+    from mlflow.store.tracking.dbmodels.models import (SqlInput, SqlInputTag, SqlLatestMetric, SqlMetric, SqlParam,
+                                                       SqlRun, SqlTag)
 
     eid = int(experiment_id)
     owner, root = user(), artifact_location.rstrip("/")
@@ -105,42 +106,87 @@ def write(store, experiment_id: str, artifact_location: str, records: list[dict[
             iid = uuid.uuid4().hex
             inputs.append([iid, "DATASET", (d.name, d.digest), "RUN", rid])
             input_tags.append((iid, S.DATA_CONTEXT_TAG, ctx))
-    with store.ManagedSessionMaker() as session:
-        raw = None
-        if store.db_type == "sqlite":
-            # WAL (set on the file) + NORMAL: a commit survives a killed process, only a power
-            # cut can lose the last ones; a larger page cache: ~10% faster index updates
-            session.execute(_text("PRAGMA synchronous=NORMAL"))
-            session.execute(_text("PRAGMA cache_size=-65536"))
-            raw = session.connection().connection.driver_connection
-        known: dict[tuple[str, str], str] = {}
-        if datasets:
-            rows = session.execute(select(SqlDataset.name, SqlDataset.digest, SqlDataset.dataset_uuid).where(
-                SqlDataset.experiment_id == eid, SqlDataset.digest.in_([k[1] for k in datasets]))).all()
-            known = {(n, dg): u for n, dg, u in rows}
-            new = [dict(dataset_uuid=uuid.uuid4().hex, experiment_id=eid, name=d.name, digest=d.digest,
-                        dataset_source_type=d.source_type, dataset_source=d.source, dataset_schema=d.schema,
-                        dataset_profile=d.profile) for k, d in datasets.items() if k not in known]
-            known.update({(r["name"], r["digest"]): r["dataset_uuid"] for r in new})
-            _insert(session, SqlDataset, new)
-        for row in inputs:
-            row[2] = known[row[2]]
-        _insert(session, SqlRun, runs)
-        _bulk(session, raw, SqlTag, ("key", "value", "run_uuid"), tags)
-        _bulk(session, raw, SqlParam, ("key", "value", "run_uuid"), params)
-        cols = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
-        _bulk(session, raw, SqlMetric, cols, metrics)
-        _bulk(session, raw, SqlLatestMetric, cols, latest)
-        _bulk(session, raw, SqlInput, ("input_uuid", "source_type", "source_id", "destination_type", "destination_id"),
-              [tuple(r) for r in inputs])
-        _bulk(session, raw, SqlInputTag, ("input_uuid", "name", "value"), input_tags)
+    ids = [r["run_id"] for r in records]
+
+    def transaction() -> None:
+        with store.ManagedSessionMaker(read_only=False) as session:
+            raw = None
+            if store.db_type == "sqlite":
+                # WAL (set on the file) + NORMAL: a commit survives a killed process, only a power
+                # cut can lose the last ones; a larger page cache: ~10% faster index updates
+                session.execute(_text("PRAGMA synchronous=NORMAL"))
+                session.execute(_text("PRAGMA cache_size=-65536"))
+                raw = session.connection().connection.driver_connection
+            known = _datasets(session, eid, datasets)
+            _insert(session, SqlRun, runs)
+            _bulk(session, raw, SqlTag, ("key", "value", "run_uuid"), tags)
+            _bulk(session, raw, SqlParam, ("key", "value", "run_uuid"), params)
+            cols = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
+            _bulk(session, raw, SqlMetric, cols, metrics)
+            _bulk(session, raw, SqlLatestMetric, cols, latest)
+            _bulk(session, raw, SqlInput, ("input_uuid", "source_type", "source_id", "destination_type", "destination_id"),
+                  [(iid, kind, known[key], dest, rid) for iid, kind, key, dest, rid in inputs])
+            _bulk(session, raw, SqlInputTag, ("input_uuid", "name", "value"), input_tags)
+
+    # the whole transaction again on a conflict with another process; never twice: a failed try
+    # whose commit took effect after all shows as its runs present (a transaction is atomic)
+    retrying(transaction, store.db_uri, f"writing {len(ids)} runs", done=lambda: _present(store, ids[:1]))
     if not local:
         _write_artifacts(artifact_location, records, client)
         from sqlalchemy import update
 
-        with store.ManagedSessionMaker() as session:
-            session.execute(update(SqlRun).where(SqlRun.run_uuid.in_([r["run_id"] for r in records]))
-                            .values(status="FINISHED"))
+        def finish() -> None:
+            with store.ManagedSessionMaker(read_only=False) as session:
+                session.execute(update(SqlRun).where(SqlRun.run_uuid.in_(ids)).values(status="FINISHED"))
+
+        retrying(finish, store.db_uri, f"marking {len(ids)} runs FINISHED")
+
+
+def _datasets(session, eid: int, datasets: dict[tuple[str, str], DatasetRecord]) -> dict[tuple[str, str], str]:
+    """{(name, digest): dataset_uuid} of these datasets in the experiment, inserted when missing.
+    Another process may insert the same rows at the same instant: the insert skips a row whose
+    key (MLflow's primary key: experiment, name, digest) exists (ON CONFLICT DO NOTHING), and
+    the uuids are read back after it, so every input points to the row that won. A dialect
+    without that clause inserts plainly; a collision is then an IntegrityError, retried."""
+    from mlflow.store.tracking.dbmodels.models import SqlDataset
+    from sqlalchemy import insert, select
+
+    if not datasets:
+        return {}
+    q = select(SqlDataset.name, SqlDataset.digest, SqlDataset.dataset_uuid).where(
+        SqlDataset.experiment_id == eid, SqlDataset.digest.in_(sorted({k[1] for k in datasets})))
+    known = {(n, dg): u for n, dg, u in session.execute(q)}
+    new = [dict(dataset_uuid=uuid.uuid4().hex, experiment_id=eid, name=d.name, digest=d.digest,
+                dataset_source_type=d.source_type, dataset_source=d.source, dataset_schema=d.schema,
+                dataset_profile=d.profile) for k, d in datasets.items() if k not in known]
+    if not new:
+        return known
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        dialect_insert = None
+    if dialect_insert is not None:
+        session.execute(dialect_insert(SqlDataset.__table__).on_conflict_do_nothing(
+            index_elements=["experiment_id", "name", "digest"]), new)
+    elif dialect == "mysql":
+        session.execute(insert(SqlDataset.__table__).prefix_with("IGNORE"), new)
+    else:
+        session.execute(insert(SqlDataset.__table__), new)
+    known.update({(n, dg): u for n, dg, u in session.execute(q)})
+    return known
+
+
+def _present(store, run_ids: list[str]) -> bool:
+    """Whether these runs are in the store."""
+    from mlflow.store.tracking.dbmodels.models import SqlRun
+    from sqlalchemy import func, select
+
+    with store.ManagedSessionMaker() as session:
+        n = session.execute(select(func.count()).select_from(SqlRun).where(SqlRun.run_uuid.in_(run_ids))).scalar()
+    return n == len(run_ids)
 
 
 def _local_artifacts(root: str) -> bool:

@@ -15,7 +15,9 @@ overrides, `hydra.sweeper.params` from experiment files), plus what a tracked sw
    with one line);
 4. resume (harness/resume.py): rerunning the command of a sweep that did not finish trains only
    the configurations it has not recorded, into the same parent (`hydra.sweeper.resume`);
-5. with `hydra.sweeper.report=true` (set by the studies in experiments/), the comparison report
+5. `hydra.sweeper.search=optuna` (or a tuned study's `tune.search: optuna`): an adaptive search
+   over the ranges of the command line instead of the grid (hydra_plugins/lossbench/search.py);
+6. with `hydra.sweeper.report=true` (set by the studies in experiments/), the comparison report
    is built from MLflow and its path printed, with the `mlflow ui` command that opens the store.
 """
 
@@ -34,6 +36,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import OmegaConf
 
 from harness import resume as _resume
+from hydra_plugins.lossbench import tally as _ending
 from hydra_plugins.lossbench.tally import counts as _counts, values as _values
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,14 @@ class LossbenchSweeperConf:
     params: Optional[Dict[str, str]] = None
     report: bool = False  # build the report (python -m harness.report) when the sweep ends
     resume: str = "auto"  # auto: continue an unfinished sweep of the same grid | never | a sweep id (harness/resume.py)
+    # adaptive search (harness/search/, hydra_plugins/lossbench/search.py): grid | optuna, and its options
+    search: str = "grid"
+    trials: Any = None    # trials per study (default 32; a tuned study's tune.trials)
+    round: Any = None     # trials asked and trained at once per study (default 8)
+    sampler: Any = None   # tpe (default) | random
+    seed: Any = 0         # the sampler's seed
+    storage: Any = None   # Optuna storage URL (default: optuna.db beside an SQLite MLflow store)
+    metric: Any = None    # the objective (default val/<the family's primary metric>)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="lossbench", node=LossbenchSweeperConf, provider="lossbench")
@@ -53,47 +64,50 @@ ConfigStore.instance().store(group="hydra/sweeper", name="lossbench", node=Lossb
 
 class LossbenchSweeper(BasicSweeper):
     def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
-                 report: bool = False, resume: str = "auto") -> None:
+                 report: bool = False, resume: str = "auto", search: str = "grid", trials: Any = None,
+                 round: Any = None, sampler: Any = None, seed: Any = 0, storage: Any = None, metric: Any = None) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.report, self.resume = report, str(resume)
+        self.search, self.trials, self.round, self.sampler = search, trials, round, sampler
+        self.search_seed, self.storage, self.metric = seed, storage, metric
 
     def sweep(self, arguments: List[str]) -> Any:
         """The sweep, with SIGTERM turned into the KeyboardInterrupt that SIGINT raises, and
         either ending it with one line (the parent KILLED, its counts right) and exit status
-        128 + the signal's number."""
+        128 + the signal's number; a store that fails for good (a full disk) ends it with one
+        line too (the store, the cause, the runs kept, the parent FAILED) and exit status 1."""
         import signal
 
         from harness.interrupt import Interrupted, handled
+        from harness.tracking.store import StoreError
 
         try:
             with handled():
                 return self._sweep(arguments)
         except KeyboardInterrupt as e:
             signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
-            print(self._interrupted_line(signal.Signals(signum).name), file=sys.stderr)
+            print(_ending.interrupted(getattr(self, "_ctx", None), getattr(self, "_counts", None),
+                                     signal.Signals(signum).name), file=sys.stderr)
             sys.exit(128 + int(signum))
-
-    def _interrupted_line(self, name: str) -> str:
-        ctx, counts = getattr(self, "_ctx", None), getattr(self, "_counts", None)
-        if ctx is None:
-            return f"interrupted ({name}) before the sweep started: nothing was written"
-        if counts is None:
-            return f"sweep {ctx.sweep_id} interrupted ({name}); rerun the same command to resume it"
-        done, n = counts
-        return (f"sweep {ctx.sweep_id} interrupted ({name}): {done} of {n} runs recorded, parent run KILLED; "
-                f"rerun the same command (or python -m harness.resume {ctx.sweep_id}) to train the other {n - done}")
+        except StoreError as e:   # a full disk, a store that stays locked: one line, exit status 1
+            print(e.line(_ending.failed(getattr(self, "_ctx", None), getattr(self, "_counts", None),
+                                        getattr(self, "_close_error", None))), file=sys.stderr)
+            sys.exit(1)
 
     def _sweep(self, arguments: List[str]) -> Any:
         """Validate every job, open (or resume) the parent run, launch, close the parent, report."""
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
-        from hydra_plugins.lossbench import tuned
+        from hydra_plugins.lossbench import search, tuned
 
         t0 = time.perf_counter()
         lines = self._parse_config() + list(arguments)
         tuning = tuned.tuning_of(self.config)
+        searching = search.options(self, tuning, lines)   # None: a grid
         grids = [(self._auto_losses(g), d) for g, d in self._grids(lines, list(arguments))]
         if tuning is not None:     # phase 1 of the tuned protocol: the grid on a validation split
-            grids = [(tuning.phase1(g), d) for g, d in grids]
+            grids = [(tuning.phase1(g, searched=searching is not None), d) for g, d in grids]
+        if searching is not None:  # an adaptive search instead of the grid
+            return search.run(self, searching, tuning, grids, lines, t0)
         jobs, specs = self._validate(grids, t0)
         finals = tuned.Finals(self, tuning, jobs, specs) if tuning is not None else None   # validated now
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
@@ -101,8 +115,12 @@ class LossbenchSweeper(BasicSweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         ctx, recorded = self._start(lines, jobs, specs, _study(self.config, specs), len(jobs) + (finals.count if finals else 0))
         returns, done, diverged = self._launch(ctx, jobs, t0, finals, recorded)
+        from harness.tracking.store import StoreError
+
         for batch in returns:
             for r in batch:
+                if isinstance(r._return_value, StoreError):   # said in one line by sweep(), not logged by Hydra
+                    raise r._return_value
                 _ = r.return_value  # re-raise a failed job's exception, as Hydra's sweeper does
         print(f"sweep {ctx.sweep_id} done: {done} runs ({diverged} diverged) in {time.perf_counter() - t0:.1f} s",
               file=sys.stderr)
@@ -206,11 +224,13 @@ class LossbenchSweeper(BasicSweeper):
         from harness import timing
         from harness.sweep import SweepContext, tracker_for
 
+        from harness.tracking.store import guarded
+
         with timing.phase("track"):
             tracker = tracker_for(specs[0])
         self._n_runs = n_runs
         key = _resume.sweep_key([s.config_hash for s in specs], specs[0].tracking["experiment"])
-        with timing.phase("track"):
+        with timing.phase("track"), guarded(tracker.uri, "resuming the sweep"):
             resumed = self._resumed(tracker, key, n_runs)
         if resumed is not None:
             ctx = SweepContext(resumed[0], resumed[1], tracker, specs={tuple(job): s for job, s in zip(jobs, specs)})
@@ -238,19 +258,21 @@ class LossbenchSweeper(BasicSweeper):
             print(e.line(), file=sys.stderr)
             sys.exit(2)
 
-    def _new_parent(self, tracker, lines: List[str], study: Dict[str, Any], n_runs: int, grid_key: str):
+    def _new_parent(self, tracker, lines: List[str], study: Dict[str, Any], n_runs: int, grid_key: str,
+                    extra: Optional[Dict[str, str]] = None):
         import json
 
         from harness import schema as S
         from harness import timing
         from harness.sweep import new_sweep_id
+        from harness.tracking.store import guarded
 
         sweep_id = new_sweep_id()
         swept = {}
         for o in OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(lines):
             key = o.key_or_group.replace("/", ".")  # no +, ~ or @package: MLflow allows [\w./ -] in names
             swept[S.sweep_param(key)] = ",".join(o.sweep_string_iterator()) if o.is_sweep_override() else o.get_value_element_as_str()
-        params = {**swept, S.N_RUNS_PARAM: str(n_runs), S.LAUNCHER_PARAM: _launcher_name(self.config)}
+        params = {**swept, **(extra or {}), S.N_RUNS_PARAM: str(n_runs), S.LAUNCHER_PARAM: _launcher_name(self.config)}
         tags = {S.STUDY_TAG: str(study.get("name", "")), S.PROTOCOL_TAG: str(study.get("protocol", "shared"))} if study else {}
         tags.update({S.OWNER_TAG: _resume.owner(), S.SWEEP_STATUS_TAG: "running",
                      S.ARGV_TAG: json.dumps(sys.argv[1:])[:5000], S.CWD_TAG: os.getcwd()})
@@ -260,7 +282,8 @@ class LossbenchSweeper(BasicSweeper):
         with timing.phase("track"):
             parent = tracker.start_sweep(sweep_id, params, tags, artifacts)
             # the grid's key last: a parent is resumable only once its params and artifacts are in
-            tracker.client.set_tag(parent, S.SWEEP_KEY_TAG, grid_key)
+            with guarded(tracker.uri, "tagging the sweep's parent run"):
+                tracker.client.set_tag(parent, S.SWEEP_KEY_TAG, grid_key)
         return parent, sweep_id
 
     def _launch(self, ctx, jobs, t0: float, finals=None, recorded: Optional[Dict[str, str]] = None):
@@ -291,12 +314,27 @@ class LossbenchSweeper(BasicSweeper):
             if failed or (status == "FINISHED" and done < self._n_runs):
                 status = "FAILED"
             self._counts = (done, self._n_runs)
-            with timing.phase("track"):
-                ctx.tracker.end_sweep(ctx.parent, status, {S.SWEEP_STATUS_TAG: status.lower()},
-                                      {S.SWEEP_RUNS: done, S.SWEEP_DIVERGED: diverged, S.SWEEP_FAILED: failed,
-                                       S.SWEEP_MISSING: max(self._n_runs - done, 0),
-                                       S.SWEEP_SECONDS: time.perf_counter() - t0})
+            self._close(ctx, status, {S.SWEEP_RUNS: done, S.SWEEP_DIVERGED: diverged, S.SWEEP_FAILED: failed,
+                                      S.SWEEP_MISSING: max(self._n_runs - done, 0),
+                                      S.SWEEP_SECONDS: time.perf_counter() - t0})
         return returns, done, diverged
+
+    def _close(self, ctx, status: str, metrics: Dict[str, float]) -> None:
+        """The parent run closed with its status and counts. A store that refuses (the full disk
+        that failed a stack) leaves it RUNNING, for resume to close: the error that stopped the
+        sweep is the one reported, this one is kept for its line (tally.failed)."""
+        from harness import schema as S
+        from harness import timing
+        from harness.tracking.store import StoreError
+
+        self._close_error = None
+        try:
+            with timing.phase("track"):
+                ctx.tracker.end_sweep(ctx.parent, status, {S.SWEEP_STATUS_TAG: status.lower()}, metrics)
+        except StoreError as e:
+            self._close_error = e
+            if status == "FINISHED":   # nothing else failed: this is the sweep's error
+                raise
 
     def _launch_all(self, jobs, returns: list, start: int = 0) -> None:
         if not jobs:

@@ -1,5 +1,5 @@
 """What a sweep holds, for the sweeper: the final values of its jobs and its counts, over every
-invocation of a resumed sweep."""
+invocation of a resumed sweep; the line that says so when a signal or the store stops it."""
 from typing import Any, Dict
 
 from hydra.core.utils import JobStatus
@@ -34,3 +34,32 @@ def counts(ctx, returns, recorded: Dict[str, str]) -> tuple:
         done = [r for batch in returns for r in batch if r.status == JobStatus.COMPLETED]
         return len(done) + len(recorded), sum(1 for r in done if isinstance(r._return_value, dict)
                                               and r._return_value.get("status") == S.DIVERGED)
+
+
+def interrupted(ctx, counts, name: str) -> str:
+    """The line of a sweep stopped by a signal (`name`): what it recorded and how to resume."""
+    if ctx is None:
+        return f"interrupted ({name}) before the sweep started: nothing was written"
+    if counts is None:
+        return f"sweep {ctx.sweep_id} interrupted ({name}); rerun the same command to resume it"
+    done, n = counts
+    return (f"sweep {ctx.sweep_id} interrupted ({name}): {done} of {n} runs recorded, parent run KILLED; "
+            f"rerun the same command (or python -m harness.resume {ctx.sweep_id}) to train the other {n - done}")
+
+
+def failed(ctx, counts, close_error) -> str:
+    """What the line of a store that failed (StoreError.line) adds: what was recorded, the
+    parent's state (FAILED, or left RUNNING when the store refused that too), the rerun."""
+    if ctx is None:
+        return "; nothing was recorded"
+    if counts is None:
+        return f"; rerun the same command to resume sweep {ctx.sweep_id}"
+    done, n = counts
+    if close_error is None:
+        parent = "parent run FAILED"
+    elif getattr(close_error, "status_set", False):
+        parent = f"parent run FAILED (its counts not recorded: {close_error.reason})"
+    else:
+        parent = f"parent run left RUNNING ({close_error.reason}; resume closes it)"
+    return (f"; {done} of {n} runs recorded and kept, {parent}; once the store can be written, rerun the same "
+            f"command (or python -m harness.resume {ctx.sweep_id}) to train the other {n - done}")

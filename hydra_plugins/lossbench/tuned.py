@@ -42,8 +42,12 @@ class Finals:
             print(e.line(), file=sys.stderr)
             sys.exit(2)
 
+    def phase1(self, jobs: List[List[str]], specs) -> None:
+        """Phase 1's jobs as they ran (an adaptive search: its trials), for `jobs` to choose from."""
+        self.jobs1, self.specs1 = jobs, specs
+
     def _group(self, job: List[str]) -> tuple:
-        skip = set(self.tuning.keys) | {"seed", "dataset.val_size", "phase"}
+        skip = set(self.tuning.keys) | {"seed", "dataset.val_size", "phase", "train.prune"}
         return tuple(ln for ln in job if ln.lstrip("+~").split("=", 1)[0] not in skip)
 
     def jobs(self, values: Dict[str, Dict[str, Any]], ctx) -> List[List[str]]:
