@@ -4,6 +4,7 @@
                                              # 30-run subset of it, and the grid x10 (5,400 runs)
     python -m harness.bench --scales 1,10,100 --device cuda   # on a GPU, up to 54,000 runs
     python -m harness.bench --scales 100 --basic 0             # 54,000 runs (curves as Parquet from x100 on)
+    python -m harness.bench --basic 0 --executor ray --workers 2   # the stacks on a local Ray of 2 CPUs
 
 The grid (synthetic linear regression, n_train=2000, n_test=1000, d=20, 300 full-batch GD steps):
 
@@ -39,11 +40,24 @@ def grid(scale: int) -> list[str]:
             f"outliers.ratio={RATIOS}", f"seed={seeds}"]
 
 
+def executor_overrides(executor: str, workers: int | None) -> list[str]:
+    """The batched launcher's overrides that train its stacks on `executor` with `workers`
+    (a local Ray of that many CPUs; that many submitit local jobs at once)."""
+    out = [f"hydra.launcher.executor={executor}"]
+    if executor == "ray" and workers:
+        out.append(f"hydra.launcher.ray.num_cpus={workers}")
+    if executor == "submitit":
+        out.append("hydra.launcher.submitit.cluster=local")
+        if workers:
+            out.append(f"hydra.launcher.submitit.workers={workers}")
+    return out
+
+
 def sweep(args: list[str], uri: str, experiment: str, workdir: Path, launcher: str, device: str,
-          curves: str = "metrics") -> dict:
+          curves: str = "metrics", extra: list[str] = ()) -> dict:
     sweep_dir = workdir / experiment
     cmd = [sys.executable, "-m", "harness", "-m", *args, *COMMON, f"device={device}", f"hydra/launcher={launcher}",
-           f"tracking.curves={curves}",
+           f"tracking.curves={curves}", *extra,
            f"tracking.uri={uri}", f"tracking.experiment={experiment}", f"hydra.sweep.dir={sweep_dir}"]
     env = {**os.environ, "CI": "1"}  # no progress bar in the timing
     t0 = time.perf_counter()
@@ -71,6 +85,9 @@ def main(argv: list[str] | None = None) -> None:
                     "(default: metrics up to x10, parquet from x100 on: 28 million metric rows are not a sweep's job)")
     ap.add_argument("--workdir", default=None, help="where the store and sweep folders go (default: a temp dir)")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--executor", default="local", choices=("local", "ray", "submitit"),
+                    help="where the batched sweeps train their stacks (hydra.launcher.executor)")
+    ap.add_argument("--workers", type=int, default=None, help="ray: the local Ray's CPUs; submitit: local jobs at once")
     ap.add_argument("--uri", default=None, help="the tracking store (default: sqlite in the workdir), e.g. "
                     "postgresql://HOST/DB to measure the bulk writer on PostgreSQL")
     a = ap.parse_args(argv)
@@ -91,10 +108,12 @@ def main(argv: list[str] | None = None) -> None:
         _show(results[-1])
     for scale in scales:
         curves = a.curves or ("parquet" if scale >= 100 else "metrics")
-        results.append(sweep(grid(scale), uri, f"batched-x{scale}", workdir, "batched", a.device, curves))
+        extra = executor_overrides(a.executor, a.workers) if a.executor != "local" else []
+        name = f"batched-x{scale}" + (f"-{a.executor}" if extra else "")
+        results.append(sweep(grid(scale), uri, name, workdir, "batched", a.device, curves, extra))
         _show(results[-1])
     basic = next((r for r in results if r["launcher"] == "basic"), None)
-    first = next((r for r in results if r["experiment"] == "batched-x1"), None)
+    first = next((r for r in results if r["experiment"].startswith("batched-x1") and r["runs"] == 540), None)
     if basic and first:
         ratio = (basic["wall_s"] / basic["runs"]) / (first["wall_s"] / first["runs"])
         print(f"per-run speed-up of the batched launcher over the basic one: {ratio:.1f}x "
@@ -113,7 +132,8 @@ def _on_gpu(device: str) -> bool:
 
 def _show(r: dict) -> None:
     ph = r["phases"]
-    parts = " ".join(f"{k}={ph[k]:.2f}s" for k in ("compose", "data", "train", "track", "report", "plan") if k in ph)
+    parts = " ".join(f"{k}={ph[k]:.2f}s" for k in ("compose", "data", "train", "worker", "ship", "track", "report", "plan")
+                     if k in ph)
     print(f"{r['experiment']:>14} ({r['launcher']:>7}, curves {r['curves']:>7}): {r['runs']:6d} runs in {r['wall_s']:7.2f} s whole process = "
           f"{r['runs'] / r['wall_s']:8.1f} runs/s | train {r['runs'] / max(ph.get('train', 1e-9), 1e-9):9.0f} runs/s | "
           f"{parts} | peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)

@@ -76,30 +76,44 @@ class Written:
 
 
 def run_stacks(specs: Sequence, ctx: SweepContext, stacks: list[list[int]] | None = None,
-               on_stack: Callable[[list], None] | None = None) -> tuple[dict[int, Written], BaseException | None]:
+               on_stack: Callable[[list], None] | None = None,
+               executor=None) -> tuple[dict[int, Written], BaseException | None]:
     """Trains `specs` as `stacks` (lists of indices; default stacking.plan's) and writes each
     stack as soon as it has trained. Returns {index of a spec: Written} for the runs recorded,
     and the error that stopped the loop (None when all ran): what was trained and written before
-    it is kept. `on_stack(results)` is called after each stack (a progress bar)."""
+    it is kept. `on_stack(results)` is called after each stack (a progress bar).
+
+    `executor` (harness/executors: the default trains here) may train stacks elsewhere; their
+    results come back to be written here, this process being the sweep's one MLflow writer. A
+    remote stack that failed (its worker lost past its retries, or its training raised) leaves
+    its jobs out while the other stacks go on; the error returned is then a StacksFailed naming
+    each such job's error."""
+    from contextlib import closing
+
     from harness import interrupt, timing
-    from harness.engine import train
+    from harness.executors import LOCAL, StacksFailed
     from harness.stacking import plan
 
     if stacks is None:
         with timing.phase("plan"):
             stacks = plan(specs)
     written: dict[int, Written] = {}
+    failed: dict[int, BaseException] = {}
     try:
-        for stack in stacks:
-            interrupt.check()
-            with timing.phase("train"):
-                results = train([specs[i] for i in stack])
-            with timing.phase("track"):
-                ids = ctx.tracker.write(results, ctx.parent, ctx.sweep_id)
-            written.update({i: Written(r.final, r.status, rid) for i, r, rid in zip(stack, results, ids)})
-            if on_stack is not None:
-                on_stack(results)
-            del results
+        interrupt.check()
+        # closing: a stop in here (a signal, a failed write) cancels the executor's outstanding work
+        with closing((executor or LOCAL).map(specs, stacks)) as outcomes:
+            for stack, results in outcomes:
+                if isinstance(results, BaseException):
+                    failed.update(dict.fromkeys(stack, results))
+                    continue
+                with timing.phase("track"):
+                    ids = ctx.tracker.write(results, ctx.parent, ctx.sweep_id)
+                written.update({i: Written(r.final, r.status, rid) for i, r, rid in zip(stack, results, ids)})
+                if on_stack is not None:
+                    on_stack(results)
+                del results
+                interrupt.check()   # between stacks: SIGTERM / SIGINT stop here, the stacks written stay
     except BaseException as e:  # noqa: BLE001 - the caller decides; nothing written is lost
         return written, e
-    return written, None
+    return written, (StacksFailed(failed) if failed else None)

@@ -13,6 +13,12 @@ holds the GIL for a whole switch interval per op, and training slowed 30-70x whe
 (the "convoy effect"). A writer process would compete for the same two cores. The bulk writer
 makes tracking cheap enough (~5 ms a run) that serial is the fast choice here.
 
+Where stacks train (`executor`, harness/executors): here (`local`, the default), as Ray remote
+tasks (`ray`, options under `ray`), or as submitit jobs on SLURM or local processes
+(`submitit`, options under `submitit`); the results come back here to be written. The executor
+connects when the launcher is set up, before the sweep validates or writes anything, so a bad
+option or an unreachable cluster is one line and exit status 2.
+
 Hydra's per-job machinery (a working directory, .hydra/*.yaml and a log file per job, the
 on_job_start/on_job_end callbacks) is not run: each job's record is its MLflow run, whose
 config.yaml artifact holds the resolved config.
@@ -20,13 +26,16 @@ config.yaml artifact holds the resolved config.
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
+
+from harness.executors.on_ray import DEFAULTS as RAY_DEFAULTS
+from harness.executors.on_submitit import DEFAULTS as SUBMITIT_DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +47,43 @@ class BatchedLauncherConf:
     memory_budget_mb: Optional[int] = None
     # null: a progress bar when stderr is a terminal and CI is unset; true/false to force
     progress: Optional[bool] = None
+    # where stacks train: local (here) | ray | submitit (harness/executors)
+    executor: str = "local"
+    # a stack whose remote worker died is sent again this many times, then its jobs fail
+    max_retries: int = 2
+    # hydra.launcher.ray.*: address, num_cpus, num_gpus, cpus_per_stack, gpus_per_stack, runtime_env, in_flight
+    ray: Dict[str, Any] = field(default_factory=lambda: dict(RAY_DEFAULTS))
+    # hydra.launcher.submitit.*: cluster, folder, partition, timeout_min, cpus_per_task, gpus_per_node, mem_gb, additional, workers
+    submitit: Dict[str, Any] = field(default_factory=lambda: dict(SUBMITIT_DEFAULTS))
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="batched", node=BatchedLauncherConf, provider="lossbench")
 
 
 class BatchedLauncher(Launcher):
-    def __init__(self, memory_budget_mb: Optional[int] = None, progress: Optional[bool] = None) -> None:
+    def __init__(self, memory_budget_mb: Optional[int] = None, progress: Optional[bool] = None, executor: str = "local",
+                 max_retries: int = 2, ray: Any = None, submitit: Any = None) -> None:
+        from omegaconf import OmegaConf
+
         self.memory_budget_mb, self.progress = memory_budget_mb, progress
+        self.executor_name, self.max_retries = str(executor), max_retries
+        plain = lambda d: OmegaConf.to_container(d, resolve=True) if OmegaConf.is_config(d) else dict(d or {})
+        self.options = {"ray": plain(ray), "submitit": plain(submitit)}
         self.config = self.hydra_context = self.task_function = None
         self.context = None   # the sweep's (harness/sweep.py), from the sweeper; else one of its own
+        self.executor = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
+        from harness import executors
+        from harness.errors import ConfigError
+
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+        try:
+            self.executor = executors.make(self.executor_name, self.options.get(self.executor_name, {}),
+                                           str(config.hydra.sweep.dir), self.max_retries)
+        except ConfigError as e:
+            print(e.line(), file=sys.stderr)
+            sys.exit(2)
 
     def bind(self, context) -> None:
         """The lossbench sweeper hands over its SweepContext: parent run, tracker, validated specs."""
@@ -64,14 +97,15 @@ class BatchedLauncher(Launcher):
         specs = self._specs(job_overrides)
         with timing.phase("plan"):
             stacks = plan(specs, self.memory_budget_mb)
-        log.info(f"{len(specs)} jobs in {len(stacks)} stacks")
+        log.info(f"{len(specs)} jobs in {len(stacks)} stacks, trained by the {self.executor_name} executor")
         _hint_if_busy()
         ctx = self.context or SweepContext.for_job(specs[0])
         sweep_dir = str(self.config.hydra.sweep.dir)
         Path(sweep_dir).mkdir(parents=True, exist_ok=True)
         bar = _progress(len(specs), self.progress)
-        written, error = run_stacks(specs, ctx, stacks, on_stack=bar.update)
+        written, error = run_stacks(specs, ctx, stacks, on_stack=bar.update, executor=self.executor)
         bar.close()
+        per_job = getattr(error, "errors", {})   # StacksFailed: each failed job's own stack's error
         returns: List[JobReturn] = []
         for i, job in enumerate(job_overrides):
             ret = JobReturn(overrides=list(job), working_dir=sweep_dir, task_name=_task_name(self.config),
@@ -79,7 +113,7 @@ class BatchedLauncher(Launcher):
             if i in written:
                 ret.return_value = written[i].value()
             else:   # not run, or its stack failed: the sweep marks it failed, the runs written stay
-                ret._return_value = error or RuntimeError("not run: an earlier stack failed")
+                ret._return_value = per_job.get(i) or error or RuntimeError("not run: an earlier stack failed")
             returns.append(ret)
         if isinstance(error, KeyboardInterrupt):
             raise error
