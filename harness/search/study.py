@@ -157,9 +157,12 @@ class GroupStudy:
         done, running = self._states()
         seen = {_setting(t.params): t.number for t in done}
         out = []
+        keys = {d.key for d in self.group.dims}
         for t in sorted(running, key=lambda t: t.number):
             s = _setting(t.params)
-            if s in seen:   # a duplicate a kill left before it was told FAIL
+            if set(t.params) != keys:   # killed inside ask, before all its params were stored: asked again
+                self._fail_duplicate(t.number, -1)
+            elif s in seen:   # a duplicate a kill left before it was told FAIL
                 self._fail_duplicate(t.number, seen[s])
             elif len(out) < k:
                 seen[s] = t.number
