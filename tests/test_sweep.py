@@ -179,36 +179,11 @@ def test_parquet_curves_keep_every_number(tmp_path):
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` on a free local port (the client path of the writer)."""
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+    from mlflowserver import Server
 
-    tmp = tmp_path_factory.mktemp("server")
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", f"sqlite:///{tmp}/server.db",
-                             "--artifacts-destination", str(tmp / "artifacts")],
-                            cwd=tmp, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"))
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(url + "/health", timeout=1)
-            break
-        except Exception:
-            if proc.poll() is not None:
-                raise RuntimeError((tmp / "server.log").read_text()[-2000:])
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("mlflow server did not come up: " + (tmp / "server.log").read_text()[-2000:])
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    server = Server(tmp_path_factory.mktemp("server")).start()
+    yield server.uri
+    server.kill()
 
 
 @pytest.mark.slow

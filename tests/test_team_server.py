@@ -4,52 +4,23 @@ HTTP, and straight into the database through the bulk writer) and nothing is los
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from harness import schema as S
-
-
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from mlflowserver import Server
 
 
 @pytest.fixture
 def team_server(postgres_store, tmp_path):
     """`mlflow server --backend-store-uri postgresql://... --artifacts-destination DIR` on loopback."""
-    port = _free_port()
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", postgres_store, "--artifacts-destination", str(tmp_path / "artifacts"),
-                             "--workers", "2"],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log,
-                            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(url + "/health", timeout=1)
-            break
-        except Exception:
-            if proc.poll() is not None:
-                raise RuntimeError((tmp_path / "server.log").read_text()[-2000:])
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("mlflow server did not come up: " + (tmp_path / "server.log").read_text()[-2000:])
-    yield url, postgres_store, tmp_path / "artifacts"
-    proc.terminate()
-    proc.wait(timeout=30)
+    server = Server(tmp_path, backend=postgres_store, workers=2).start()
+    yield server.uri, postgres_store, tmp_path / "artifacts"
+    server.kill()
 
 
 def _sweep(uri: str, experiment: str, cwd: Path) -> subprocess.Popen:
