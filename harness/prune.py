@@ -7,8 +7,11 @@ the worst stop early at a few rungs, as ASHA does (synchronously: a stack's runs
             data, its outliers and the seed, hence the data draw, split, initialization and
             minibatch order: a fair race between settings), the n live runs are ranked by their
             score and all but the best ceil(keep * n) stop (keep = train.prune_keep, default 1/eta;
-            at least one run of a group always goes on). A run tied with the cut goes on too;
-            a NaN score ranks last (NaN ties with NaN); padding slots and runs that already stopped do not race.
+            at least one run of a group always goes on). A run tied with the cut goes on too:
+            |score - cut| <= tie * |cut|, tie = train.prune_tie (default 1e-6, a few float32 ulps:
+            runs converged to one optimum by different paths differ in the last bits, and no run
+            stops for rounding); a NaN score ranks last (NaN ties with NaN); padding slots and runs
+            that already stopped do not race.
     score   train.prune_metric: `auto` is the run's validation metric `val/<primary>` (the primary
             metric of its family, harness/metric_table.py) when dataset.val_size > 0 and that metric
             is a curve, else the training objective `train/objective` (as logged at the rung: a
@@ -46,7 +49,7 @@ from harness.errors import ConfigError
 from harness.metric_table import FAMILIES, METRICS, higher_is_better
 
 KINDS = ("none", "halving")
-OPTIONS = ("prune_every", "prune_eta", "prune_keep", "prune_metric", "prune_compact")
+OPTIONS = ("prune_every", "prune_eta", "prune_keep", "prune_tie", "prune_metric", "prune_compact")
 TRAIN = ("train/objective", "train/loss")
 # A compacted stack keeps a multiple of ALIGN slots (at least ALIGN): BLAS (MKL) computes a GEMM
 # in blocks of rows, and a row of a whole block comes out the same whatever the other rows, but
@@ -65,6 +68,8 @@ def check_options(s: dict, group: str) -> None:
             "null (1/prune_eta) or a fraction in (0, 1): the share of a group's live runs that go on at a rung")
     if k is not None:
         s["prune_keep"] = float(k)
+    t = s["prune_tie"]
+    require(0 <= t < 1, f"{group}.prune_tie", t, "a relative tolerance in [0, 1): scores within tie * |cut| of the cut go on (0: exact ties only)")
     require(isinstance(s["prune_metric"], str), f"{group}.prune_metric", s["prune_metric"], "a metric name or auto")
     if s["prune"] == "halving":
         require(s["prune_every"] < s["steps"], f"{group}.prune_every", s["prune_every"],
@@ -111,9 +116,10 @@ def rungs(train: dict) -> list[int]:
     return out
 
 
-def survivors(score: np.ndarray, live: np.ndarray, keep: float, higher: bool) -> np.ndarray:
+def survivors(score: np.ndarray, live: np.ndarray, keep: float, higher: bool, tie: float = 0.0) -> np.ndarray:
     """One group's race: score and live [K]; the live runs that go on (bool [K]): the best
-    ceil(keep * n_live) (at least one) and any run tied with the last of them, NaN last."""
+    ceil(keep * n_live) (at least one) and any run tied with the last of them (within tie * |cut|,
+    relative), NaN last."""
     idx = np.flatnonzero(live)
     if len(idx) == 0:
         return live.copy()
@@ -124,6 +130,8 @@ def survivors(score: np.ndarray, live: np.ndarray, keep: float, higher: bool) ->
     # a run whose score equals the cut's goes on: no run stops for a score equal to one that goes
     # on (runs converged to one optimum tie to the last bit; the slot order would pick at random)
     cut = np.sort(key)[n_keep - 1]
+    if np.isfinite(cut):
+        cut = cut + tie * abs(cut)
     out[idx[key <= cut]] = True
     return out
 
@@ -134,6 +142,7 @@ class Halving:
     def __init__(self, train: dict, evaluated_on: str, K0: int):
         self.rungs = rungs(train)
         self.keep = train["prune_keep"] if train["prune_keep"] is not None else 1.0 / train["prune_eta"]
+        self.tie = train["prune_tie"]
         name = train["prune_metric"]
         assert not name.startswith("test/"), "the test split never decides a race"
         self.higher = bool(higher_is_better(name))
@@ -166,7 +175,7 @@ class Halving:
         live = alive & st.real_now
         stop = np.zeros_like(live)
         for u in range(live.shape[0]):
-            stop[u] = live[u] & ~survivors(score[u], live[u], self.keep, self.higher)
+            stop[u] = live[u] & ~survivors(score[u], live[u], self.keep, self.higher, self.tie)
         if stop.any():
             home = st.home_np()
             fin = st.finals()

@@ -57,6 +57,14 @@ def test_the_race_keeps_the_best_share_ties_and_one_at_least():
     assert P.survivors(score, live, 1 / 3, higher=True).tolist() == [True, False, False, False, False, True, False]
     tied = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 0.0])           # a run tied with the cut goes on
     assert P.survivors(tied, live, 1 / 3, higher=False).tolist() == [True, True, True, False, False, False, False]
+    # within prune_tie (relative) of the cut is a tie: a float32 ulp apart (runs at one optimum)
+    # goes on, a real difference does not; an infinite cut (NaN scores) stays well defined
+    ulp = np.array([0.0290377159, 0.0290377177, 0.0300, 0.0310, 0.0320, 0.0330, 0.0])
+    assert P.survivors(ulp, live, 1 / 6, higher=False, tie=1e-6).tolist() == [True, True] + [False] * 5
+    assert P.survivors(ulp, live, 1 / 6, higher=False, tie=0.0).tolist() == [True] + [False] * 6
+    assert P.survivors(-ulp, live, 1 / 6, higher=True, tie=1e-6).tolist() == [True, True] + [False] * 5
+    nan = np.array([1.0, np.nan, np.nan, np.nan, np.nan, np.nan, 0.0])
+    assert P.survivors(nan, live, 1 / 3, higher=False, tie=1e-6).tolist() == [True] * 6 + [False]
     one = np.array([True] + [False] * 6)
     assert P.survivors(score, one, 0.01, higher=False).tolist() == one.tolist()
     assert P.rungs({"prune_every": 30, "prune_eta": 3.0, "steps": 300}) == [30, 90, 270]
@@ -136,6 +144,7 @@ def test_without_pruning_the_config_is_unchanged():
     (["train.prune=asha"], "train.prune"),
     (["train.prune=halving", "train.prune_keep=1.5"], "train.prune_keep"),
     (["train.prune=halving", "train.prune_eta=1"], "train.prune_eta"),
+    (["train.prune=halving", "train.prune_tie=-0.1"], "train.prune_tie"),
     (["train.prune=halving", "train.prune_every=300"], "train.prune_every"),
     (["train.prune=halving", "train.prune_metric=test/rmse"], "train.prune_metric"),
     (["train.prune=halving", "train.prune_metric=val/rmse"], "train.prune_metric"),
