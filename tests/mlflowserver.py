@@ -13,10 +13,11 @@ from pathlib import Path
 
 class Server:
     """`mlflow server` on 127.0.0.1:port, its store (an SQLite file in `folder`, or `backend`) and
-    artifacts in `folder`; restartable."""
+    artifacts in `folder`; restartable. app: `--app-name` (lossbench: the stack endpoint of
+    harness/tracking/server_app.py)."""
 
-    def __init__(self, folder: Path, backend: str | None = None, workers: int = 1):
-        self.folder, self.workers = folder, workers
+    def __init__(self, folder: Path, backend: str | None = None, workers: int = 1, app: str | None = None):
+        self.folder, self.workers, self.app = folder, workers, app
         self.backend = backend or f"sqlite:///{folder}/server.db"
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -28,7 +29,7 @@ class Server:
         cmd = [os.path.join(os.path.dirname(sys.executable), "mlflow"), "server", "--host", "127.0.0.1",
                "--port", str(self.port), "--workers", str(self.workers),
                "--backend-store-uri", self.backend,
-               "--artifacts-destination", str(self.folder / "artifacts")]
+               "--artifacts-destination", str(self.folder / "artifacts")] + (["--app-name", self.app] if self.app else [])
         log = open(self.folder / "server.log", "a")
         self.proc = subprocess.Popen(cmd, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT,
                                      env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, start_new_session=True)
@@ -41,6 +42,11 @@ class Server:
                 time.sleep(0.5)
             assert self.proc.poll() is None, (self.folder / "server.log").read_text()[-3000:]
         raise AssertionError("mlflow server did not answer /health within 180 s")
+
+    def requests(self, path: str) -> int:
+        """How many requests of `path` the server's log shows (uvicorn's access lines)."""
+        log = (self.folder / "server.log").read_text()
+        return sum(f' {path} HTTP/1.1"' in line or f' {path}?' in line for line in log.splitlines())
 
     def kill(self) -> None:
         """SIGKILL to the server's process group (its workers and job runners with it)."""

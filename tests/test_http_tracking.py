@@ -1,7 +1,8 @@
-"""Sweeps against a real `mlflow server` (started here on a free port, SQLite behind it):
-the http path writes the same records as the SQLite bulk path and prints nothing per run; a
-server killed mid-sweep loses nothing: the sweep finishes, says in one line what it kept in the
-spool, and `python -m harness.sync` uploads it once, whatever the number of times it runs."""
+"""Sweeps against a real `mlflow server` (started here on a free port, SQLite behind it), plain
+(MLflow's REST calls) and as `--app-name lossbench` (a stack in one request, server_app.py):
+both write the same records as the SQLite bulk path and print nothing per run; a server killed
+mid-sweep loses nothing: the sweep finishes, says in one line what it kept in the spool, and
+`python -m harness.sync` uploads it once, whatever the number of times it runs."""
 from __future__ import annotations
 
 import os
@@ -19,24 +20,28 @@ from mlflow.tracking import MlflowClient
 from conftest import ROOT, harness
 from mlflowserver import Server
 from harness import schema as S
-from test_tracking import _read
+from test_tracking import MODES, SWEEP_ID, _read, _write, results  # noqa: F401 - results: a fixture
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def server(tmp_path):
-    """A server of the test's own (the test kills it)."""
+STACKS = "/api/2.0/lossbench/stacks"
+CREATE = "/api/2.0/mlflow/runs/create"
+
+
+@pytest.fixture(params=["rest", "app"])
+def server(tmp_path, request):
+    """A server of the test's own (the test kills it): plain, or with lossbench's app."""
     (tmp_path / "srv").mkdir()
-    s = Server(tmp_path / "srv").start()
+    s = Server(tmp_path / "srv", app="lossbench" if request.param == "app" else None).start()
     yield s
     s.kill()
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
+@pytest.fixture(scope="module", params=["rest", "app"])
+def shared(tmp_path_factory, request):
     """A server the tests that leave it up share (one start: ~20 s here)."""
-    s = Server(tmp_path_factory.mktemp("srv")).start()
+    s = Server(tmp_path_factory.mktemp("srv"), app="lossbench" if request.param == "app" else None).start()
     yield s
     s.kill()
 
@@ -59,6 +64,7 @@ def test_http_writes_what_sqlite_writes_and_prints_nothing_per_run(shared, tmp_p
     server = shared
     stores = {"http": server.uri, "sqlite": f"sqlite:///{tmp_path}/local.db"}
     out, runs = {}, {}
+    before = server.requests(STACKS), server.requests(CREATE)
     for name, uri in stores.items():
         p = harness(*GRID, f"tracking.curves={curves}", f"tracking.uri={uri}", f"tracking.experiment={curves}", cwd=tmp_path)
         out[name] = p.stdout + p.stderr
@@ -67,6 +73,11 @@ def test_http_writes_what_sqlite_writes_and_prints_nothing_per_run(shared, tmp_p
         runs[name] = (c, parent, {r.data.tags[S.HASH_TAG]: r.info.run_id for r in _children(c, parent)})
     assert "View run" not in out["http"] and "View experiment" not in out["http"]
     assert not list((tmp_path / ".lossbench-spool").glob("*"))   # nothing spooled with the server up
+    stacks, creates = server.requests(STACKS) - before[0], server.requests(CREATE) - before[1]
+    if server.app:   # the runs went as stacks (one POST a stack), only the parent through runs/create
+        assert stacks >= 2 and creates == 1
+    else:            # asked once (404), then MLflow's REST calls, a create a run
+        assert stacks <= 1 and creates == 9
     (ch, ph, by_h), (cs, ps, by_s) = runs["http"], runs["sqlite"]
     assert len(by_h) == len(by_s) == 8 and set(by_h) == set(by_s)
     diverged = 0
@@ -86,6 +97,57 @@ def test_http_writes_what_sqlite_writes_and_prints_nothing_per_run(shared, tmp_p
             diverged += 1
             assert "nan" in a["latest"].values()
     assert diverged >= 2   # mse at lr=50: NaN values went through the server too
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_stack_through_the_server_reads_back_as_the_bulk_path_wrote_it(shared, results, tmp_path, monkeypatch, mode):
+    """The runs of test_tracking (+-inf values, a final value without a curve, a diverged run)
+    through the server read back as the SQLite bulk path wrote them; on the app, the same
+    stack sent again writes nothing twice, and a bad request is refused in one line (400)."""
+    import gzip
+    import json
+    from dataclasses import asdict
+
+    import requests
+
+    from harness.tracking import Tracker
+    from harness.tracking.records import build_record
+
+    monkeypatch.chdir(tmp_path)
+    rs = results[mode]
+    cs, ps, ids_s = _write(f"sqlite:///{tmp_path}/local.db", mode, rs, True)
+    t = Tracker(shared.uri, f"stack-{mode}")
+    ph = t.start_sweep(SWEEP_ID, {S.N_RUNS_PARAM: str(len(rs))}, {}, {})
+    ids_h = t.write(rs, ph, SWEEP_ID)
+    assert t.spooled == 0 and len(set(ids_h)) == len(rs)
+    for rh, rl in zip(ids_h, ids_s):
+        a, b = _read(t.client, ph, rh, tmp_path / "h"), _read(cs, ps, rl, tmp_path / "s")
+        for key in a:
+            assert a[key] == b[key], f"{key} differs between the server ({'app' if shared.app else 'rest'}) and sqlite"
+    url = shared.uri + STACKS
+    if not shared.app:
+        assert requests.get(url, timeout=10).status_code == 404
+        return
+    assert requests.get(url, timeout=10).json() == {"version": 1, "bulk": True}
+    recs = [build_record(r, ph, SWEEP_ID, mode == "metrics", t._datasets(r)) for r in rs]
+    body = {"experiment_id": t.experiment_id, "records": [
+        {**{k: rec[k] for k in ("run_id", "name", "tags", "params", "points", "files", "start", "end")},
+         "datasets": [[asdict(d), ctx] for d, ctx in rec["datasets"]]} for rec in recs]}
+    data = gzip.compress(json.dumps(body).encode())
+    for _ in range(2):   # the second time (as if the first answer were lost): nothing written twice
+        r = requests.post(url, data=data, headers={"Content-Encoding": "gzip"}, timeout=60)
+        assert r.status_code == 200 and r.json() == {"run_ids": [rec["run_id"] for rec in recs]}
+    assert len(_children(t.client, ph)) == 2 * len(rs)
+    bad = {"not json": b"{", "a run id that leaves its folder": json.dumps({**body, "records": [
+               {**body["records"][0], "run_id": "../" * 10 + "ab"}]}).encode(),
+           "a file outside the run": json.dumps({**body, "records": [
+               {**body["records"][0], "run_id": "f" * 32, "files": {"../../x": "y"}}]}).encode(),
+           "an unknown experiment": json.dumps({**body, "experiment_id": "987654"}).encode(),
+           "no records": json.dumps({"experiment_id": t.experiment_id, "records": []}).encode()}
+    for what, payload in bad.items():
+        r = requests.post(url, data=payload, timeout=60)
+        assert r.status_code == 400 and "\n" not in r.json()["error"], (what, r.status_code, r.text[:500])
+    assert len(_children(t.client, ph)) == 2 * len(rs)
 
 
 def test_a_server_killed_mid_sweep_loses_nothing_and_sync_uploads_once(server, tmp_path):
@@ -182,25 +244,48 @@ def test_a_stack_cut_short_is_completed_by_sync_without_duplicates(server, tmp_p
     t = Tracker(server.uri, "cut")
     parent = t.start_sweep("cut", {}, {}, {})
     store = t.client._tracking_client.store
-    real, lock, finished = store.update_run_info, threading.Lock(), []
+    lock, finished = threading.Lock(), []
+    if server.app:   # one POST a run; the server goes down after two of them
+        import mlflow.utils.rest_utils as rest
 
-    def update(run_id, *args, **kwargs):   # one at a time; the server goes down after two
-        with lock:
-            if len(finished) == 2:
-                server.kill()
-            out = real(run_id, *args, **kwargs)
-            finished.append(run_id)
-            return out
+        monkeypatch.setattr(_client, "STACK_POINTS", 1)
+        real_request = rest.http_request
 
-    monkeypatch.setattr(store, "update_run_info", update)
+        def request(creds, endpoint, method, *args, **kwargs):
+            with lock:
+                if endpoint == STACKS and method == "POST":
+                    if len(finished) == 2:
+                        server.kill()
+                    out = real_request(creds, endpoint, method, *args, **kwargs)
+                    finished.append(endpoint)
+                    return out
+            return real_request(creds, endpoint, method, *args, **kwargs)
+
+        monkeypatch.setattr(rest, "http_request", request)
+    else:            # the REST calls: finishing runs one at a time; the server goes down after two
+        real = store.update_run_info
+
+        def update(run_id, *args, **kwargs):
+            with lock:
+                if len(finished) == 2:
+                    server.kill()
+                out = real(run_id, *args, **kwargs)
+                finished.append(run_id)
+                return out
+
+        monkeypatch.setattr(store, "update_run_info", update)
     ids = t.write(results, parent, "cut")
     assert len(ids) == 4 and t.spooled == 4 and len(finished) == 2
     assert t.spool_line().startswith(f"4 runs could not reach {server.uri}: kept in ")
-    monkeypatch.setattr(store, "update_run_info", real)
+    if server.app:
+        monkeypatch.setattr(rest, "http_request", real_request)
+    else:
+        monkeypatch.setattr(store, "update_run_info", real)
     server.start()
     c = MlflowClient(server.uri)
     before = {r.info.run_id: r.info.status for r in _children(c, parent)}
-    assert sorted(before.values()) == ["FINISHED", "FINISHED", "RUNNING", "RUNNING"]
+    # a stack POST is one transaction: the runs of the two that went are whole, the others absent
+    assert sorted(before.values()) == ["FINISHED", "FINISHED"] + ([] if server.app else ["RUNNING", "RUNNING"])
     capsys.readouterr()
     assert sync.main([]) == 0
     out = capsys.readouterr().out

@@ -245,3 +245,17 @@ def test_a_bad_prune_option_on_the_command_line_is_one_line_exit_2(tmp_path, sto
     assert p.returncode == 2 and p.stdout == "" and len(p.stderr.strip().splitlines()) == 1
     assert p.stderr.startswith("error: train.prune_metric='test/rmse': never a test metric")
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_search_progress_counts_a_pruned_run_by_its_steps_and_never_as_a_result():
+    """harness/search/progress.py on a grid with pruning: a pruned run costs the steps it ran
+    (train/steps_run) and its value at the rung (here the best number) is no trial's result."""
+    from harness.search.progress import progress
+
+    runs = pd.DataFrame({"run_id": ["a", "b", "c"], "status": [CONVERGED, PRUNED, CONVERGED],
+                         "loss.name": ["mse"] * 3, "optimizer.lr": [0.1, 0.01, 1.0], "train.steps": [300] * 3,
+                         STEPS_RUN: [300.0, 30.0, 300.0], "val/rmse": [1.0, 0.5, 2.0]})
+    t = progress(runs, "val/rmse", higher=False)
+    assert t["setting"].tolist() == ["optimizer.lr=0.01", "optimizer.lr=0.1", "optimizer.lr=1"]
+    assert t["cost"].tolist() == [30.0, 300.0, 300.0] and t["run_steps"].tolist() == [30.0, 330.0, 630.0]
+    assert math.isnan(t["best"].iloc[0]) and t["best"].tolist()[1:] == [1.0, 1.0]

@@ -1,7 +1,9 @@
 """How fast a search finds what a grid finds: `python -m harness.search.bench`.
 
 For each problem, one grid over the learning rate and two searches of the same range (random,
-the baseline; TPE), of --trials trials each (default: as many as the grid has settings), each a
+the baseline; TPE), of --trials trials each (default: as many as the grid has settings), and
+with --prune each of the three again with train.prune=halving (pruned runs cost the steps they
+ran and are never a trial's result; the target stays the unpruned grid's best), each a
 real sweep through the command line into one SQLite store (their own folder); then, per loss,
 from MLflow:
 
@@ -63,7 +65,8 @@ def _runs(folder: Path, sweep_id: str) -> pd.DataFrame:
     return runs.assign(_end=runs["run_id"].map(ends))
 
 
-def measure(problem: str, root: Path, trials: int, round: int, steps: int, seeds: str, rel: float = 0.0) -> pd.DataFrame:
+def measure(problem: str, root: Path, trials: int, round: int, steps: int, seeds: str, rel: float = 0.0,
+            prune: bool = False) -> pd.DataFrame:
     from harness.search.progress import progress, to_reach
 
     spec = PROBLEMS[problem]
@@ -77,18 +80,21 @@ def measure(problem: str, root: Path, trials: int, round: int, steps: int, seeds
         sweeps[sampler] = common + [f"optimizer.lr=tag(log,interval({lo},{hi}))", "hydra.sweeper.search=optuna",
                                     f"hydra.sweeper.trials={trials}", f"hydra.sweeper.round={round}",
                                     f"hydra.sweeper.sampler={sampler}"]
+    if prune:   # each again with successive halving inside its stacks (a search: inside each round)
+        sweeps.update({f"{k}+halving": [*v, "train.prune=halving"] for k, v in list(sweeps.items())})
     rows, target = [], None
     for kind, args in sweeps.items():
         sweep_id, wall = _sweep(folder, args)
         runs = _runs(folder, sweep_id)
         table = progress(runs, spec["metric"], spec["higher"])
-        if kind == "grid":
+        if kind.startswith("grid"):
             table["series"] = table["series"].str.replace("loss.name=", "loss=", regex=False)   # as the searches label them
+        if kind == "grid":
             target = {s: float(g["best"].iloc[-1]) for s, g in table.groupby("series")}
         reach = to_reach(table, target, spec["higher"], rel)
         for _, r in reach.iterrows():
             part = table[table["series"] == r["series"]]
-            if kind == "grid":
+            if kind.startswith("grid"):
                 steps_to, trials_to, t_to = r["total_run_steps"], r["total_trials"], float(runs["_end"].max())
                 in_order = r["run_steps"]
             else:
@@ -111,11 +117,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--rel", type=float, default=0.0, help="reached: within this fraction of the grid's best")
+    ap.add_argument("--prune", action="store_true", help="also each with train.prune=halving (grid+halving, ...)")
     ap.add_argument("--root", default="bench-search")
     ap.add_argument("--out", default="bench-search/search_bench.csv")
     a = ap.parse_args(argv)
     root = Path(a.root).resolve()
-    frames = [measure(p, root, a.trials, a.round, a.steps, a.seeds, a.rel) for p in a.problems.split(",")]
+    frames = [measure(p, root, a.trials, a.round, a.steps, a.seeds, a.rel, a.prune) for p in a.problems.split(",")]
     df = pd.concat(frames, ignore_index=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(a.out, index=False)

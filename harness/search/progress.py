@@ -4,10 +4,11 @@ validation score so far against the run-steps spent, per series (one study: a lo
     trial       the runs of one setting: one trial of a search (tags lossbench.search and
                 lossbench.trial), or for a grid one setting of the keys it tunes (optimizer.*,
                 regularization.*, a loss's options), its seeds together
-    cost        the steps its runs trained: train.steps each, a diverged run's up to its
-                divergence (lossbench.diverged_step)
+    cost        the steps its runs trained: train/steps_run each (train.prune=halving stops runs
+                early), else train.steps, a diverged run's up to its divergence
     value       the mean over its runs of the metric; a trial with a diverged run (no finite
-                value) scores worst, and never improves the best
+                value) or a pruned one (stopped at a rung: not a result) scores worst, and
+                never improves the best
     run_steps   the cost of the series' trials so far, in their order: a search's trial number,
                 a grid's settings in ascending order of their values (as a grid is written)
     best        the best value among them so far
@@ -38,17 +39,27 @@ def varying(runs: pd.DataFrame) -> list[str]:
 
 
 def steps_trained(runs: pd.DataFrame) -> pd.Series:
-    """Per run, the steps it trained (train.steps, a diverged run's diverged_step)."""
-    steps = pd.to_numeric(runs.get("train.steps", pd.Series(np.nan, index=runs.index)), errors="coerce")
-    div = pd.to_numeric(runs.get("diverged_step", pd.Series(np.nan, index=runs.index)), errors="coerce")
-    return div.where(div.notna(), steps).fillna(0.0)
+    """Per run, the steps it trained: train/steps_run where recorded, else train.steps (a
+    diverged run's diverged_step)."""
+    from harness.schema import STEPS_RUN
+
+    nan = pd.Series(np.nan, index=runs.index)
+    steps = pd.to_numeric(runs.get("train.steps", nan), errors="coerce")
+    div = pd.to_numeric(runs.get("diverged_step", nan), errors="coerce")
+    ran = pd.to_numeric(runs.get(STEPS_RUN, nan), errors="coerce")
+    return ran.where(ran.notna(), div.where(div.notna(), steps)).fillna(0.0)
 
 
 def progress(runs: pd.DataFrame, metric: str, higher: bool) -> pd.DataFrame:
     """The progress table (module doc): one row per trial, in order within its series."""
     if runs.empty or metric not in runs:
         return pd.DataFrame(columns=COLUMNS)
-    df = runs.assign(_cost=steps_trained(runs), _y=pd.to_numeric(runs[metric], errors="coerce"))
+    from harness.schema import PRUNED
+
+    y = pd.to_numeric(runs[metric], errors="coerce")
+    if "status" in runs:   # a pruned run's value is its rung's: not a result
+        y = y.where(runs["status"].astype(str) != PRUNED, np.nan)
+    df = runs.assign(_cost=steps_trained(runs), _y=y)
     searched = "trial" in df and pd.to_numeric(df["trial"], errors="coerce").notna().all()
     keys = varying(df)
     setting_keys = [c for c in keys if tuned_key(c)]

@@ -153,7 +153,7 @@ class Tracker:
         if bulk:
             if path is not None and parent_id:   # the curves exist before the runs that point to them
                 _client.log_curves(self.client, owner, path, curve_table(results, [rec["run_id"] for rec in records]))
-            _sql.write(self._sql, self.experiment_id, self.artifact_location, records, self.client)
+            _sql.write(self._sql, self.experiment_id, self.artifact_location, records)
             if path is not None and not parent_id:
                 _client.log_curves(self.client, owner, path, curve_table(results, [rec["run_id"] for rec in records]))
         else:   # the curves' file is named, and its owner known, once the runs exist on the store

@@ -2,7 +2,8 @@
 config hashes have a FINISHED run, which runs a kill left half-written, their final metrics.
 
 On SQL stores one SELECT over MLflow's tables (a sweep of 54,000 runs is read in well under a
-second); elsewhere MLflow's search_runs, paged."""
+second); on `mlflow server --app-name lossbench` the same SELECT, run by the server
+(server_app.py); elsewhere MLflow's search_runs, paged (whole runs: ~7 ms a run)."""
 from __future__ import annotations
 
 import time
@@ -23,7 +24,11 @@ class Child:
 def children(tracker, parent_id: str) -> list[Child]:
     """The parent's active child runs, oldest first."""
     if tracker.bulk:
-        return _sql_children(tracker._sql, parent_id)
+        return sql_children(tracker._sql, parent_id)
+    from harness.tracking import client as _client
+
+    if _client.stack_api(tracker.client):
+        return [Child(*row) for row in _client.api(tracker.client, "children", parent=parent_id)["children"]]
     from mlflow.entities import ViewType
 
     out, token = [], None
@@ -37,7 +42,7 @@ def children(tracker, parent_id: str) -> list[Child]:
             return sorted(out, key=lambda c: (c.start, c.run_id))
 
 
-def _sql_children(store, parent_id: str) -> list[Child]:
+def sql_children(store, parent_id: str) -> list[Child]:
     from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
     from sqlalchemy import and_, select
     from sqlalchemy.orm import aliased
@@ -55,19 +60,28 @@ def _sql_children(store, parent_id: str) -> list[Child]:
 
 def final_metrics(tracker, run_ids: list[str], chunk: int = 500) -> dict[str, dict[str, float]]:
     """{run id: {metric: its latest value}} (NaN where MLflow stored is_nan)."""
-    out: dict[str, dict[str, float]] = {rid: {} for rid in run_ids}
     if tracker.bulk:
-        from mlflow.store.tracking.dbmodels.models import SqlLatestMetric as M
-        from sqlalchemy import select
+        return sql_final_metrics(tracker._sql, run_ids, chunk)
+    from harness.tracking import client as _client
 
-        with tracker._sql.ManagedSessionMaker() as session:
-            for i in range(0, len(run_ids), chunk):
-                q = select(M.run_uuid, M.key, M.value, M.is_nan).where(M.run_uuid.in_(run_ids[i:i + chunk]))
-                for rid, key, value, nan in session.execute(q):
-                    out[rid][key] = float("nan") if nan else float(value)
-        return out
+    if _client.stack_api(tracker.client):
+        return _client.api(tracker.client, "final-metrics", run_ids=run_ids)["metrics"]
+    out: dict[str, dict[str, float]] = {rid: {} for rid in run_ids}
     for rid in run_ids:
         out[rid] = dict(tracker.client.get_run(rid).data.metrics)
+    return out
+
+
+def sql_final_metrics(store, run_ids: list[str], chunk: int = 500) -> dict[str, dict[str, float]]:
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric as M
+    from sqlalchemy import select
+
+    out: dict[str, dict[str, float]] = {rid: {} for rid in run_ids}
+    with store.ManagedSessionMaker() as session:
+        for i in range(0, len(run_ids), chunk):
+            q = select(M.run_uuid, M.key, M.value, M.is_nan).where(M.run_uuid.in_(run_ids[i:i + chunk]))
+            for rid, key, value, nan in session.execute(q):
+                out[rid][key] = float("nan") if nan else float(value)
     return out
 
 

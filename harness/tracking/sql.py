@@ -67,8 +67,12 @@ def read_history(store, run_ids: list[str], key: str, chunk: int = 500) -> list[
     return out
 
 
-def write(store, experiment_id: str, artifact_location: str, records: list[dict[str, Any]], client) -> None:
-    """Writes the records (records.build_record) of a batch of runs in one transaction.
+def write(store, experiment_id: str, artifact_location: str, records: list[dict[str, Any]],
+          files_at: str | None = None) -> None:
+    """Writes the records (records.build_record) of a batch of runs in one transaction. The runs'
+    artifact_uri is under artifact_location (the experiment's); their files go under files_at
+    (default: the same), which differs on a tracking server that proxies its artifacts
+    (server_app.py: mlflow-artifacts:/1 is the server's <artifacts-destination>/1).
 
     A kill at any instant leaves each run absent or complete: its files go into a local artifact
     folder before the transaction that creates the run (a kill in between leaves a folder no run
@@ -81,15 +85,16 @@ def write(store, experiment_id: str, artifact_location: str, records: list[dict[
 
     eid = int(experiment_id)
     owner, root = user(), artifact_location.rstrip("/")
-    local = _local_artifacts(root)
+    files_at = files_at or artifact_location
+    local = _local_artifacts(files_at.rstrip("/"))
     if local:
-        _write_artifacts(artifact_location, records, client)
+        _write_artifacts(files_at, records)
     runs, tags, params, metrics, latest, inputs, input_tags = [], [], [], [], [], [], []
     datasets: dict[tuple[str, str], DatasetRecord] = {}
     for rec in records:
         rid, ts = rec["run_id"], rec["end"]
         runs.append(dict(run_uuid=rid, name=rec["name"], source_type=S.SOURCE_TYPE, source_name="", entry_point_name="",
-                         user_id=owner, status="FINISHED" if local else "RUNNING", start_time=rec["start"], end_time=ts,
+                         user_id=rec["tags"].get(S.USER_TAG, owner), status="FINISHED" if local else "RUNNING", start_time=rec["start"], end_time=ts,
                          source_version="", lifecycle_stage="active",
                          artifact_uri=f"{root}/{rid}/artifacts", experiment_id=eid))
         tags += [(k, v, rid) for k, v in rec["tags"].items()]
@@ -132,7 +137,7 @@ def write(store, experiment_id: str, artifact_location: str, records: list[dict[
     # whose commit took effect after all shows as its runs present (a transaction is atomic)
     retrying(transaction, store.db_uri, f"writing {len(ids)} runs", done=lambda: _present(store, ids[:1]))
     if not local:
-        _write_artifacts(artifact_location, records, client)
+        _write_artifacts(files_at, records)
         from sqlalchemy import update
 
         def finish() -> None:
@@ -196,22 +201,32 @@ def _local_artifacts(root: str) -> bool:
     return isinstance(get_artifact_repository(root), LocalArtifactRepository)
 
 
-def _write_artifacts(artifact_location: str, records: list[dict[str, Any]], client) -> None:
+def _write_artifacts(artifact_location: str, records: list[dict[str, Any]]) -> None:
+    """Each record's files (artifact name -> text) into <artifact_location>/<run_id>/artifacts:
+    written in place in a local folder, else through the location's artifact repository."""
+    import posixpath
+    import tempfile
+
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
     from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 
     for rec in records:
         uri = f"{artifact_location.rstrip('/')}/{rec['run_id']}/artifacts"
         repo = get_artifact_repository(uri)
-        local = isinstance(repo, LocalArtifactRepository)
-        if local:
-            os.makedirs(repo.artifact_dir, exist_ok=True)
-        for name, text in rec["files"].items():
-            if local:
-                with open(os.path.join(repo.artifact_dir, name), "w") as f:
+        if isinstance(repo, LocalArtifactRepository):
+            for name, text in rec["files"].items():
+                path = os.path.join(repo.artifact_dir, *posixpath.normpath(name).split("/"))
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w", encoding="utf-8") as f:
                     f.write(text)
-            else:
-                client.log_text(rec["run_id"], text, name)
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, text in rec["files"].items():
+                norm = posixpath.normpath(name)
+                local = os.path.join(tmp, posixpath.basename(norm))
+                with open(local, "w", encoding="utf-8") as f:
+                    f.write(text)
+                repo.log_artifact(local, posixpath.dirname(norm) or None)
 
 
 def _bulk(session, raw, model, columns: tuple[str, ...], rows: list[tuple]) -> None:

@@ -27,7 +27,7 @@ def _ui_command(uri: str) -> str:
     Python (a virtualenv need not be activated, nor another mlflow first on PATH), on loopback,
     with MLflow's usage telemetry off (lossbench sends nothing unless asked)."""
     if not uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
-        return f"open {uri}"
+        return f"open {uri}"   # a tracking server serves its own UI
     beside = os.path.join(os.path.dirname(sys.executable), "mlflow")
     rel = os.path.relpath(beside)
     exe = (beside if rel.startswith("..") else rel) if os.path.exists(beside) else "mlflow"

@@ -361,8 +361,13 @@ class LossbenchSweeper(BasicSweeper):
             command = f"python -m harness.report tracking.uri={uri} tracking.experiment={experiment} sweep={ctx.sweep_id}"
             ctx.tracker.describe(ctx.parent, f"Sweep `{ctx.sweep_id}`: {n_runs} runs. Its report: `{command}`")
             print(f"report: {command}", file=sys.stderr)
-        print(f"runs and curves: {_ui_command(uri)}", file=sys.stderr)
         # MLflow 3's UI picks its GenAI or model-training view from this URL parameter (else a
         # browser-wide setting that starts at GenAI), whatever the experiment's kind tag says
-        print(f"  then open http://127.0.0.1:5000/#/experiments/{ctx.tracker.experiment_id}?workflowType=machine_learning "
-              f"(the runs of {experiment!r})", file=sys.stderr)
+        server = uri.startswith(("http://", "https://"))
+        page = (f"{uri.rstrip('/') if server else 'http://127.0.0.1:5000'}/#/experiments/{ctx.tracker.experiment_id}"
+                f"?workflowType=machine_learning (the runs of {experiment!r})")
+        if server:   # the server is the UI
+            print(f"runs and curves: open {page}", file=sys.stderr)
+        else:
+            print(f"runs and curves: {_ui_command(uri)}", file=sys.stderr)
+            print(f"  then open {page}", file=sys.stderr)
