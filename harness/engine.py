@@ -334,7 +334,11 @@ class _Stack:
                     curves[name] = (st, np.where(np.isfinite(v) & (st <= d), v, np.nan))
                     final[name] = float("nan") if diverged else float(v[-1])
                 for name, arr in finals.items():
-                    final[name] = float("nan") if diverged else float(at_stop[name][u, k] if pruned else arr[u, k])
+                    if pruned:   # its values at the rung; the held-out test split (a search's trials),
+                        # evaluated at the last step only, it never reached: NaN
+                        final[name] = float(at_stop[name][u, k]) if name in at_stop else float("nan")
+                    else:
+                        final[name] = float("nan") if diverged else float(arr[u, k])
                 final.update({name: float(arr[u, 0]) for name, arr in facts.items()})
                 final[STEPS_RUN] = float(min(d, self.steps))
                 p = None

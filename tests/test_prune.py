@@ -259,3 +259,31 @@ def test_search_progress_counts_a_pruned_run_by_its_steps_and_never_as_a_result(
     assert t["setting"].tolist() == ["optimizer.lr=0.01", "optimizer.lr=0.1", "optimizer.lr=1"]
     assert t["cost"].tolist() == [30.0, 300.0, 300.0] and t["run_steps"].tolist() == [30.0, 330.0, 630.0]
     assert math.isnan(t["best"].iloc[0]) and t["best"].tolist()[1:] == [1.0, 1.0]
+
+
+def test_a_search_with_pruning_tells_optuna_its_pruned_trials(tmp_path, store):
+    """hydra.sweeper.search=optuna with train.prune=halving: each round (one stack) races, its
+    pruned trials are told PRUNED (not their rung's value) and recorded as pruned, their test
+    split (evaluated at the last step only) NaN; the trials trained to the end have it."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    p = harness("-m", "loss=mse", "dataset=linear", "dataset.n_train=300", "train.steps=40", "train.prune=halving",
+                "train.prune_every=5", "optimizer.lr=tag(log,interval(0.001,0.5))", "hydra.sweeper.search=optuna",
+                "hydra.sweeper.trials=12", "hydra.sweeper.round=6", f"tracking.uri={store}",
+                f"hydra.sweep.dir={tmp_path}/s", cwd=tmp_path)
+    c = MlflowClient(store)
+    kids = [r for r in c.search_runs([c.get_experiment_by_name("lossbench").experiment_id], max_results=1000)
+            if "mlflow.parentRunId" in r.data.tags]
+    assert len(kids) == 12, p.stderr[-2000:]
+    pruned = [r for r in kids if r.data.tags["lossbench.status"] == PRUNED]
+    ended = [r for r in kids if r.data.tags["lossbench.status"] == CONVERGED]
+    assert pruned and ended and len(pruned) + len(ended) == 12
+    assert all(math.isnan(r.data.metrics.get("test/rmse", math.nan)) for r in pruned)
+    assert all(r.data.metrics[STEPS_RUN] < 40 for r in pruned)
+    assert all(math.isfinite(r.data.metrics["test/rmse"]) and r.data.metrics[STEPS_RUN] == 40 for r in ended)
+    storage = next(tmp_path.rglob("optuna.db"))
+    studies = optuna.get_all_study_summaries(f"sqlite:///{storage}")
+    trials = [t for s in studies for t in optuna.load_study(study_name=s.study_name, storage=f"sqlite:///{storage}").trials]
+    states = sorted(t.state.name for t in trials)
+    assert states.count("PRUNED") == len(pruned) and states.count("COMPLETE") == len(ended)

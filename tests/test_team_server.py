@@ -15,10 +15,12 @@ from harness import schema as S
 from mlflowserver import Server
 
 
-@pytest.fixture
-def team_server(postgres_store, tmp_path):
-    """`mlflow server --backend-store-uri postgresql://... --artifacts-destination DIR` on loopback."""
-    server = Server(tmp_path, backend=postgres_store, workers=2).start()
+@pytest.fixture(params=["app", "rest"])
+def team_server(postgres_store, tmp_path, request):
+    """`mlflow server [--app-name lossbench] --backend-store-uri postgresql://...
+    --artifacts-destination DIR` on loopback: with lossbench's app (stacks in one request, as the
+    README starts it), and plain (MLflow's REST calls)."""
+    server = Server(tmp_path, backend=postgres_store, workers=2, app="lossbench" if request.param == "app" else None).start()
     yield server.uri, postgres_store, tmp_path / "artifacts"
     server.kill()
 
