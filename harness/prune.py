@@ -3,11 +3,16 @@ the worst stop early at a few rungs, as ASHA does (synchronously: a stack's runs
 
     rungs   r_i = round(r0 * eta^i) < train.steps,  r0 = train.prune_every, eta = train.prune_eta
             (defaults 30 and 3: steps 30, 90, 270 of 300)
-    race    at each rung, in each data group of the stack (layout.py: runs that share the training
-            data, its outliers and the seed, hence the data draw, split, initialization and
-            minibatch order: a fair race between settings), the n live runs are ranked by their
-            score and all but the best ceil(keep * n) stop (keep = train.prune_keep, default 1/eta;
-            at least one run of a group always goes on). A run tied with the cut goes on too:
+    race    train.prune_race=setting (the default): at each rung, the settings of a data
+            family (runs of one stack and outliers that differ only in their seed: the same
+            problem) race, each scored by the mean over its seeds' live runs (each seed a data
+            group, layout.py: the runs that share the data draw, split, initialization and
+            minibatch order, so every setting meets the same draws: a fair race); all but the best
+            ceil(keep * n) of the n settings stop, every seed of a setting together (keep =
+            train.prune_keep, default 1/eta; at least one setting of a family always goes on).
+            A search's trial or a grid's setting is thus whole or stopped, never kept at one seed
+            and stopped at another. train.prune_race=run: each data group races alone, its runs
+            ranked by their own score (a setting may go on at one seed and stop at another). A run tied with the cut goes on too:
             |score - cut| <= tie * |cut|, tie = train.prune_tie (default 1e-6, a few float32 ulps:
             runs converged to one optimum by different paths differ in the last bits, and no run
             stops for rounding); a NaN score ranks last (NaN ties with NaN); padding slots and runs
@@ -49,7 +54,8 @@ from harness.errors import ConfigError
 from harness.metric_table import FAMILIES, METRICS, higher_is_better
 
 KINDS = ("none", "halving")
-OPTIONS = ("prune_every", "prune_eta", "prune_keep", "prune_tie", "prune_metric", "prune_compact")
+OPTIONS = ("prune_every", "prune_eta", "prune_keep", "prune_tie", "prune_race", "prune_metric", "prune_compact")
+RACES = ("setting", "run")
 TRAIN = ("train/objective", "train/loss")
 # A compacted stack keeps a multiple of ALIGN slots (at least ALIGN): BLAS (MKL) computes a GEMM
 # in blocks of rows, and a row of a whole block comes out the same whatever the other rows, but
@@ -68,6 +74,8 @@ def check_options(s: dict, group: str) -> None:
             "null (1/prune_eta) or a fraction in (0, 1): the share of a group's live runs that go on at a rung")
     if k is not None:
         s["prune_keep"] = float(k)
+    require(s["prune_race"] in RACES, f"{group}.prune_race", s["prune_race"],
+            "setting (a setting's seeds race together, by their mean score) or run (each data group alone)")
     t = s["prune_tie"]
     require(0 <= t < 1, f"{group}.prune_tie", t, "a relative tolerance in [0, 1): scores within tie * |cut| of the cut go on (0: exact ties only)")
     require(isinstance(s["prune_metric"], str), f"{group}.prune_metric", s["prune_metric"], "a metric name or auto")
@@ -139,8 +147,10 @@ def survivors(score: np.ndarray, live: np.ndarray, keep: float, higher: bool, ti
 class Halving:
     """The race of one stack (engine._Stack): the rungs, the score, and what happens at a rung."""
 
-    def __init__(self, train: dict, evaluated_on: str, K0: int):
+    def __init__(self, train: dict, evaluated_on: str, K0: int, family: list | None = None, setting: list | None = None):
         self.rungs = rungs(train)
+        self.race = train["prune_race"]
+        self.family, self.setting = family, setting      # per run index: its data family, its setting
         self.keep = train["prune_keep"] if train["prune_keep"] is not None else 1.0 / train["prune_eta"]
         self.tie = train["prune_tie"]
         name = train["prune_metric"]
@@ -161,7 +171,11 @@ class Halving:
         t = st.specs[0].train
         if t.get("prune", "none") == "none":
             return None
-        return cls(t, st.datas[0].evaluated_on, st.layout.K)
+        from harness.spec import config_hash
+
+        family = [(s.group[0], s.group[2]) for s in st.specs]        # stack and outliers: all but the seed
+        setting = [config_hash({k: v for k, v in s.config().items() if k != "seed"}) for s in st.specs]
+        return cls(t, st.datas[0].evaluated_on, st.layout.K, family, setting)
 
     def score(self, st, loss) -> torch.Tensor:
         return loss if self.internal == "train/loss" else st.last[self.internal]
@@ -174,8 +188,11 @@ class Halving:
         score = self.score(st, loss).detach().cpu().numpy()
         live = alive & st.real_now
         stop = np.zeros_like(live)
-        for u in range(live.shape[0]):
-            stop[u] = live[u] & ~survivors(score[u], live[u], self.keep, self.higher, self.tie)
+        if self.race == "setting":
+            stop = self.setting_race(score, live, st.layout.run_at)
+        else:
+            for u in range(live.shape[0]):
+                stop[u] = live[u] & ~survivors(score[u], live[u], self.keep, self.higher, self.tie)
         if stop.any():
             home = st.home_np()
             fin = st.finals()
@@ -192,6 +209,23 @@ class Halving:
             st.died = torch.where(stop_t, torch.full_like(st.died, s), st.died)
             st.alive = st.alive & ~stop_t
         return self.compact(st, alive & ~stop & st.real_now, grads) if self.compacts else grads
+
+    def setting_race(self, score: np.ndarray, live: np.ndarray, run_at: np.ndarray) -> np.ndarray:
+        """train.prune_race=setting: the runs (bool [U, K]) that stop, every seed of a losing
+        setting; a setting's score is the mean of its live runs' (NaN when one is NaN: last)."""
+        families: dict = {}
+        for u, k in zip(*np.nonzero(live)):
+            i = int(run_at[u, k])
+            families.setdefault(self.family[i], {}).setdefault(self.setting[i], []).append((u, k))
+        stop = np.zeros_like(live)
+        for settings in families.values():
+            slots = list(settings.values())
+            mean = np.array([np.mean([score[u, k] for u, k in at]) for at in slots], dtype=np.float64)
+            kept = survivors(mean, np.ones(len(slots), dtype=bool), self.keep, self.higher, self.tie)
+            for at, ok in zip(slots, kept):
+                for u, k in ([] if ok else at):
+                    stop[u, k] = True
+        return stop
 
     def compact(self, st, live: np.ndarray, grads: dict) -> dict:
         """Gathers every [U, K] tensor of the stack, and the step's gradients, down to the live

@@ -64,7 +64,7 @@ class Train(Section):
     name = "train"
     schema = {"steps": int, "batch_size": None, "eval_every": int, "log_every": int,
               "dtype": str, "divergence_factor": float, "eval_train": bool, "optimum": bool, "log_weights": bool,
-              "facts": bool, "prune": str, "prune_every": int, "prune_eta": float, "prune_keep": None, "prune_tie": float, "prune_metric": str,
+              "facts": bool, "prune": str, "prune_every": int, "prune_eta": float, "prune_keep": None, "prune_tie": float, "prune_race": str, "prune_metric": str,
               "prune_compact": bool}
 
     @classmethod

@@ -145,6 +145,7 @@ def test_without_pruning_the_config_is_unchanged():
     (["train.prune=halving", "train.prune_keep=1.5"], "train.prune_keep"),
     (["train.prune=halving", "train.prune_eta=1"], "train.prune_eta"),
     (["train.prune=halving", "train.prune_tie=-0.1"], "train.prune_tie"),
+    (["train.prune=halving", "train.prune_race=seed"], "train.prune_race"),
     (["train.prune=halving", "train.prune_every=300"], "train.prune_every"),
     (["train.prune=halving", "train.prune_metric=test/rmse"], "train.prune_metric"),
     (["train.prune=halving", "train.prune_metric=val/rmse"], "train.prune_metric"),
@@ -287,3 +288,23 @@ def test_a_search_with_pruning_tells_optuna_its_pruned_trials(tmp_path, store):
     trials = [t for s in studies for t in optuna.load_study(study_name=s.study_name, storage=f"sqlite:///{storage}").trials]
     states = sorted(t.state.name for t in trials)
     assert states.count("PRUNED") == len(pruned) and states.count("COMPLETE") == len(ended)
+
+
+def test_a_settings_seeds_race_together_unless_runs_race_alone():
+    """train.prune_race=setting (default): a setting's runs at every seed stop at the same rung or
+    all go on, scored by their mean; =run: each seed races alone (MAE on outliers: the seeds
+    disagree at the cut, a setting goes on at one seed and stops at another)."""
+    def outcomes(race: str) -> dict:
+        rs = train([spec("loss=mae", "optimizer=gd", f"optimizer.lr={lr}", "regularization.kind=l2",
+                         f"regularization.weight={w}", "outliers.ratio=0.1", f"seed={s}", "train.steps=300",
+                         "train.prune=halving", f"train.prune_race={race}")
+                    for lr in (0.001, 0.01, 0.1, 1.0) for w in (0.0, 0.001, 0.01) for s in (0, 1, 2)])
+        out: dict = {}
+        for r in rs:
+            out.setdefault((r.spec.optimizer["lr"], r.spec.regularization["weight"]), set()).add((r.status, r.pruned_step))
+        return out
+
+    together, alone = outcomes("setting"), outcomes("run")
+    assert all(len(v) == 1 for v in together.values()), together
+    assert sum(v == {(CONVERGED, None)} for v in together.values()) >= 1
+    assert any(len(v) > 1 for v in alone.values()), alone
