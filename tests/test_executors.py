@@ -240,6 +240,9 @@ def test_a_stack_lost_past_its_retries_fails_its_jobs_alone_and_a_rerun_finishes
     assert p.returncode != 0
     assert len(os.listdir(kills)) == 3                       # the first try and 2 retries
     assert "lost its worker 3 times" in p.stderr and "rerun the same command to train them" in p.stderr
+    assert "Traceback" not in p.stderr and p.returncode == 1, p.stderr[-3000:]
+    assert p.stderr.strip().splitlines()[-1].startswith("error: submitit: a stack of 4 runs lost its worker 3 times")
+    assert f"{N - 4} of {N} runs recorded and kept, parent run FAILED" in p.stderr
     recs, (parent,) = _records(tmp_path, "lost")
     assert len(recs) == N - N // N_STACKS                    # the other stacks went on
     assert parent.info.status == "FAILED"

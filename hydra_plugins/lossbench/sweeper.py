@@ -76,9 +76,11 @@ class LossbenchSweeper(BasicSweeper):
         """The sweep, with SIGTERM turned into the KeyboardInterrupt that SIGINT raises, and
         either ending it with one line (the parent KILLED, its counts right) and exit status
         128 + the signal's number; a store that fails for good (a full disk) ends it with one
-        line too (the store, the cause, the runs kept, the parent FAILED) and exit status 1."""
+        line too (the store, the cause, the runs kept, the parent FAILED) and exit status 1, as
+        does a remote stack whose worker was lost past its retries (the other stacks recorded)."""
         import signal
 
+        from harness.executors import StackLost
         from harness.interrupt import Interrupted, handled
         from harness.tracking.store import StoreError
 
@@ -93,6 +95,9 @@ class LossbenchSweeper(BasicSweeper):
         except StoreError as e:   # a full disk, a store that stays locked: one line, exit status 1
             print(e.line(_ending.failed(getattr(self, "_ctx", None), getattr(self, "_counts", None),
                                         getattr(self, "_close_error", None))), file=sys.stderr)
+            sys.exit(1)
+        except StackLost as e:    # a remote worker lost past its retries: one line, exit status 1
+            print(_ending.lost(getattr(self, "_ctx", None), getattr(self, "_counts", None), e), file=sys.stderr)
             sys.exit(1)
 
     def _sweep(self, arguments: List[str]) -> Any:
@@ -116,11 +121,12 @@ class LossbenchSweeper(BasicSweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         ctx, recorded = self._start(lines, jobs, specs, _study(self.config, specs), len(jobs) + (finals.count if finals else 0))
         returns, done, diverged, pruned = self._launch(ctx, jobs, t0, finals, recorded)
+        from harness.executors import StackLost
         from harness.tracking.store import StoreError
 
         for batch in returns:
             for r in batch:
-                if isinstance(r._return_value, StoreError):   # said in one line by sweep(), not logged by Hydra
+                if isinstance(r._return_value, (StoreError, StackLost)):   # said in one line by sweep(), not logged by Hydra
                     raise r._return_value
                 _ = r.return_value  # re-raise a failed job's exception, as Hydra's sweeper does
         stopped = f"{diverged} diverged" + (f", {pruned} pruned" if pruned else "")

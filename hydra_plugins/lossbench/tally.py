@@ -65,6 +65,16 @@ def interrupted(ctx, counts, name: str) -> str:
             f"rerun the same command (or python -m harness.resume {ctx.sweep_id}) to train the other {n - done}")
 
 
+def lost(ctx, counts, error) -> str:
+    """The line of a sweep whose remote stack (Ray, submitit) lost its worker past its retries:
+    the cause, what the other stacks recorded, the parent's state, how to resume."""
+    line = f"error: {error}"
+    if ctx is None or counts is None:
+        return line
+    done, n = counts
+    return f"{line} ({done} of {n} runs recorded and kept, parent run FAILED; or python -m harness.resume {ctx.sweep_id})"
+
+
 def failed(ctx, counts, close_error) -> str:
     """What the line of a store that failed (StoreError.line) adds: what was recorded, the
     parent's state (FAILED, or left RUNNING when the store refused that too), the rerun."""
