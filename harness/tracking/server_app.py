@@ -54,6 +54,11 @@ def _json(body: dict, status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
+def _error(e: BaseException, status: int) -> Response:
+    """{"error": "<kind>: <what>"} on one line."""
+    return _json({"error": " ".join(f"{type(e).__name__}: {e}".split())[:2000]}, status)
+
+
 def _store():
     from mlflow.server.handlers import _get_tracking_store
 
@@ -152,7 +157,7 @@ def write() -> Response:
         eid, records = decode(json.loads(body))
         exp = store.get_experiment(eid)   # an unknown experiment: MLflow's own error
     except Exception as e:  # noqa: BLE001 - the request is refused, in one line
-        return _json({"error": f"{type(e).__name__}: {e}"[:2000]}, 400)
+        return _error(e, 400)
     ids = [r["run_id"] for r in records]
     try:
         with store.ManagedSessionMaker() as session:   # sent again (its answer was lost): written once
@@ -161,7 +166,7 @@ def write() -> Response:
             sql.write(store, eid, exp.artifact_location, [r for r in records if r["run_id"] not in present],
                       files_at=files_location(exp.artifact_location))
     except Exception as e:  # noqa: BLE001 - the store failed (full disk, ...): one line, 500
-        return _json({"error": f"{type(e).__name__}: {e}"[:2000]}, 500)
+        return _error(e, 500)
     return _json({"run_ids": ids})
 
 
@@ -190,7 +195,7 @@ def final_metrics() -> Response:
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise BadRequest("run_ids must be a list of run ids")
     except Exception as e:  # noqa: BLE001 - the request is refused, in one line
-        return _json({"error": f"{type(e).__name__}: {e}"[:2000]}, 400)
+        return _error(e, 400)
     return _json({"metrics": _children.sql_final_metrics(store, ids)})
 
 
