@@ -248,7 +248,9 @@ def test_a_stack_cut_short_is_completed_by_sync_without_duplicates(server, tmp_p
     if server.app:   # one POST a run; the server goes down after two of them
         import mlflow.utils.rest_utils as rest
 
-        monkeypatch.setattr(_client, "STACK_POINTS", 1)
+        from harness.tracking import app_client
+
+        monkeypatch.setattr(app_client, "STACK_POINTS", 1)
         real_request = rest.http_request
 
         def request(creds, endpoint, method, *args, **kwargs):

@@ -25,10 +25,10 @@ def children(tracker, parent_id: str) -> list[Child]:
     """The parent's active child runs, oldest first."""
     if tracker.bulk:
         return sql_children(tracker._sql, parent_id)
-    from harness.tracking import client as _client
+    from harness.tracking import app_client
 
-    if _client.stack_api(tracker.client):
-        return [Child(*row) for row in _client.api(tracker.client, "children", parent=parent_id)["children"]]
+    if app_client.stack_api(tracker.client):
+        return [Child(*row) for row in app_client.api(tracker.client, "children", parent=parent_id)["children"]]
     from mlflow.entities import ViewType
 
     out, token = [], None
@@ -62,10 +62,10 @@ def final_metrics(tracker, run_ids: list[str], chunk: int = 500) -> dict[str, di
     """{run id: {metric: its latest value}} (NaN where MLflow stored is_nan)."""
     if tracker.bulk:
         return sql_final_metrics(tracker._sql, run_ids, chunk)
-    from harness.tracking import client as _client
+    from harness.tracking import app_client
 
-    if _client.stack_api(tracker.client):
-        return _client.api(tracker.client, "final-metrics", run_ids=run_ids)["metrics"]
+    if app_client.stack_api(tracker.client):
+        return app_client.api(tracker.client, "final-metrics", run_ids=run_ids)["metrics"]
     out: dict[str, dict[str, float]] = {rid: {} for rid in run_ids}
     for rid in run_ids:
         out[rid] = dict(tracker.client.get_run(rid).data.metrics)

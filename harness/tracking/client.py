@@ -25,6 +25,9 @@ MLflow 3.17's server, SQLite behind it, for runs of 37 params, 11 tags, 519 metr
 values a run). Through MlflowClient it was ~250 ms: a run costs at least that CPU divided by
 the cores the server has.
 
+Against `mlflow server --app-name lossbench` none of this: a stack is a few POSTs
+(app_client.py, server_app.py), ~8 ms a run.
+
 The client's retries are MLflow's own (urllib3's, configured by environment variables); their
 defaults (7 retries, backoff factor 2: ~250 s before a down server is reported) are bounded
 here (RETRIES, unless the user set them): a stack that cannot be written within them is kept
@@ -118,6 +121,8 @@ def transient(e: BaseException) -> bool:
     if isinstance(e, RestException):
         code = e.get_http_status_code()
         return code >= 500 or code == 429
+    from harness.tracking.app_client import StackError
+
     if isinstance(e, StackError):
         return e.status >= 500 or e.status == 429
     seen, depth = e, 0
@@ -227,12 +232,14 @@ def write_stack(client, experiment_id: str, records: list[dict[str, Any]], paren
     from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
     from mlflow.entities import Dataset as DatasetEntity
 
+    from harness.tracking import app_client
+
     try:
-        api = bool(parent_id) and stack_api(client)
+        api = bool(parent_id) and app_client.stack_api(client)
     except Exception as e:   # the server does not answer the question: the stack is not written
         raise StackFailed(e, {}) from e
     if api:
-        return _post_stack(client, experiment_id, records, parent_id, table, curves_path, extra_tags, done)
+        return app_client.post_stack(client, experiment_id, records, parent_id, table, curves_path, extra_tags, done)
     store = client._tracking_client.store
     ids: dict[int, str] = dict(done or {})
     todo = [i for i in range(len(records)) if i not in ids]
@@ -294,118 +301,6 @@ def write_stack(client, experiment_id: str, records: list[dict[str, Any]], paren
 
 
 _datasets_logged: dict[tuple[str, str], set] = {}   # (tracking uri, experiment): (name, digest) sent
-_stack_api: dict[str, bool] = {}                   # tracking uri: whether it takes stacks (server_app.py)
-STACK_POINTS = 250_000                             # metric values in one POST of a stack (~10 MB of JSON)
-STACK_TIMEOUT = 300                                # s for one POST (the server writes it in one transaction)
-
-
-def stack_api(client) -> bool:
-    """Whether the tracking server is `mlflow server --app-name lossbench` with a store its bulk
-    writer takes (server_app.py; asked once per server with GET, no retries): then a stack is a
-    few POSTs instead of five REST calls a run. A server that does not answer the question
-    raises (the stack's write fails as any call would: it is spooled)."""
-    from mlflow.utils.rest_utils import http_request
-
-    from harness.tracking.server_app import ROUTE, VERSION
-
-    uri = str(client.tracking_uri)
-    if uri not in _stack_api and remote(client):
-        r = http_request(client._tracking_client.store.get_host_creds(), ROUTE, "GET", max_retries=0,
-                         backoff_factor=0, timeout=10, raise_on_status=False)
-        if r.status_code >= 500:
-            r.raise_for_status()
-        try:
-            answer = r.json() if r.status_code == 200 else {}
-        except ValueError:   # a proxy's page, not ours
-            answer = {}
-        _stack_api[uri] = bool(answer.get("version") == VERSION and answer.get("bulk"))
-    return _stack_api.get(uri, False)
-
-
-def api(client, name: str, **args) -> dict[str, Any]:
-    """One call of server_app's read endpoints: GET children?parent=..., POST final-metrics."""
-    import json
-
-    from mlflow.utils.rest_utils import http_request
-
-    from harness.tracking import server_app as A
-
-    creds = client._tracking_client.store.get_host_creds()
-    if name == "children":
-        r = http_request(creds, A.CHILDREN, "GET", params=args, timeout=STACK_TIMEOUT, raise_on_status=False)
-    else:
-        r = http_request(creds, A.FINALS, "POST", data=json.dumps(args), timeout=STACK_TIMEOUT, raise_on_status=False,
-                         extra_headers={"Content-Type": "application/json"})
-    if r.status_code != 200:
-        raise StackError(r.status_code, r.text)
-    return r.json()
-
-
-def _post_stack(client, experiment_id: str, records: list[dict[str, Any]], parent_id: str,
-                table: "pd.DataFrame | None", curves_path: str | None,
-                extra_tags: Callable[[int], dict[str, str]] | None, done: dict[int, str] | None) -> list[str]:
-    """write_stack through server_app's endpoint: the curve file first (on the parent), then the
-    records in POSTs of at most STACK_POINTS values, each one transaction on the server, the runs
-    keeping the records' own ids. A failure raises StackFailed with the runs of the POSTs that
-    were committed (FINISHED)."""
-    import gzip
-    import json
-    from dataclasses import asdict
-
-    from mlflow.utils.rest_utils import http_request
-
-    from harness.tracking.server_app import ROUTE
-
-    ids: dict[int, str] = dict(done or {})
-    todo = [i for i in range(len(records)) if i not in ids]
-    ids.update({i: records[i]["run_id"] for i in todo})
-    path = (curves_path or new_curves_path()) if table is not None else None
-    created: dict[int, str] = {}
-    try:
-        if table is not None:   # the curves exist before any run that points to them
-            by_id = {rec["run_id"]: ids[i] for i, rec in enumerate(records)}
-            log_curves(client, parent_id, path, table.assign(run_id=table["run_id"].cat.rename_categories(by_id)))
-        chunk: list[int] = []
-        points = 0
-        for n, i in enumerate(todo):
-            chunk.append(i)
-            points += len(records[i]["points"])
-            if points < STACK_POINTS and n + 1 < len(todo):
-                continue
-            body = []
-            for j in chunk:
-                rec = records[j]
-                tags = {**rec["tags"], **(extra_tags(j) if extra_tags else {})}
-                if path:
-                    tags[S.CURVES_TAG] = f"runs:/{parent_id}/{path}"
-                body.append({"run_id": rec["run_id"], "name": rec["name"], "tags": tags, "params": rec["params"],
-                             "points": rec["points"], "files": rec["files"], "start": rec["start"], "end": rec["end"],
-                             "datasets": [[asdict(d), ctx] for d, ctx in rec["datasets"]]})
-            data = gzip.compress(json.dumps({"experiment_id": str(experiment_id), "records": body}).encode(), 1)
-            r = http_request(client._tracking_client.store.get_host_creds(), ROUTE, "POST", data=data,
-                             extra_headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
-                             timeout=STACK_TIMEOUT, raise_on_status=False)
-            if r.status_code != 200:
-                try:
-                    why = r.json().get("error", r.text)
-                except ValueError:
-                    why = r.text
-                raise StackError(r.status_code, why)
-            created.update({j: records[j]["run_id"] for j in chunk})
-            chunk, points = [], 0
-    except Exception as e:
-        raise StackFailed(e, created) from e
-    return [ids[i] for i in range(len(records))]
-
-
-class StackError(Exception):
-    """The stack endpoint's refusal (4xx: the data) or failure (5xx: the server or its store)."""
-
-    def __init__(self, status: int, why: str):
-        super().__init__(f"the tracking server answered {status}: {str(why)[:500]}")
-        self.status = status
-
-
 def _log_inputs(store, run_id: str, inputs: list) -> None:
     """log_inputs, once more after a collision with another writer inserting the same new data
     set (the server answers 400 on its unique key and has rolled the call back)."""
