@@ -12,8 +12,8 @@ the worst stop early at a few rungs, as ASHA does (synchronously: a stack's runs
             train.prune_keep, default 1/eta; at least one setting of a family always goes on).
             A search's trial or a grid's setting is thus whole or stopped, never kept at one seed
             and stopped at another. train.prune_race=run: each data group races alone, its runs
-            ranked by their own score (a setting may go on at one seed and stop at another). A run tied with the cut goes on too:
-            |score - cut| <= tie * |cut|, tie = train.prune_tie (default 1e-6, a few float32 ulps:
+            ranked by their own score (a setting may go on at one seed and stop at another).
+            A run (a setting) tied with the cut goes on too: |score - cut| <= tie * |cut|, tie = train.prune_tie (default 1e-6, a few float32 ulps:
             runs converged to one optimum by different paths differ in the last bits, and no run
             stops for rounding); a NaN score ranks last (NaN ties with NaN); padding slots and runs
             that already stopped do not race.
