@@ -40,20 +40,28 @@ def stack_api(client) -> bool:
     return _stack_api.get(uri, False)
 
 
-def api(client, name: str, **args) -> dict[str, Any]:
-    """One call of server_app's read endpoints: GET children?parent=..., POST final-metrics."""
+def children(client, parent_id: str) -> list[list]:
+    """GET children: [run_id, status, config hash, outcome, start] of the parent's active children."""
+    from harness.tracking.server_app import CHILDREN
+
+    return _read(client, CHILDREN, "GET", params={"parent": parent_id})["children"]
+
+
+def final_metrics(client, run_ids: list[str]) -> dict[str, dict[str, float]]:
+    """POST final-metrics: {run id: {metric: its latest value}}."""
     import json
 
+    from harness.tracking.server_app import FINALS
+
+    return _read(client, FINALS, "POST", data=json.dumps({"run_ids": run_ids}),
+                 extra_headers={"Content-Type": "application/json"})["metrics"]
+
+
+def _read(client, route: str, method: str, **kwargs) -> dict[str, Any]:
     from mlflow.utils.rest_utils import http_request
 
-    from harness.tracking import server_app as A
-
-    creds = client._tracking_client.store.get_host_creds()
-    if name == "children":
-        r = http_request(creds, A.CHILDREN, "GET", params=args, timeout=STACK_TIMEOUT, raise_on_status=False)
-    else:
-        r = http_request(creds, A.FINALS, "POST", data=json.dumps(args), timeout=STACK_TIMEOUT, raise_on_status=False,
-                         extra_headers={"Content-Type": "application/json"})
+    r = http_request(client._tracking_client.store.get_host_creds(), route, method, timeout=STACK_TIMEOUT,
+                     raise_on_status=False, **kwargs)
     if r.status_code != 200:
         raise StackError(r.status_code, r.text)
     return r.json()

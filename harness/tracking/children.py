@@ -28,7 +28,7 @@ def children(tracker, parent_id: str) -> list[Child]:
     from harness.tracking import app_client
 
     if app_client.stack_api(tracker.client):
-        return [Child(*row) for row in app_client.api(tracker.client, "children", parent=parent_id)["children"]]
+        return [Child(*row) for row in app_client.children(tracker.client, parent_id)]
     from mlflow.entities import ViewType
 
     out, token = [], None
@@ -65,7 +65,7 @@ def final_metrics(tracker, run_ids: list[str], chunk: int = 500) -> dict[str, di
     from harness.tracking import app_client
 
     if app_client.stack_api(tracker.client):
-        return app_client.api(tracker.client, "final-metrics", run_ids=run_ids)["metrics"]
+        return app_client.final_metrics(tracker.client, run_ids)
     out: dict[str, dict[str, float]] = {rid: {} for rid in run_ids}
     for rid in run_ids:
         out[rid] = dict(tracker.client.get_run(rid).data.metrics)

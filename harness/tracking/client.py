@@ -335,8 +335,6 @@ def _batches(params: list, metrics: list, tags: list):
 
 def _log_files(client, artifact_uri: str, files: dict[str, str]) -> None:
     """Writes text files (artifact name -> text) into a run's artifact_uri, as MlflowClient.log_text does."""
-    import posixpath
-
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
     from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
 
@@ -344,6 +342,13 @@ def _log_files(client, artifact_uri: str, files: dict[str, str]) -> None:
         return
     repo = get_artifact_repository(add_databricks_profile_info_to_artifact_uri(artifact_uri, client.tracking_uri),
                                    tracking_uri=client.tracking_uri)
+    log_texts(repo, files)
+
+
+def log_texts(repo, files: dict[str, str]) -> None:
+    """Logs text files (artifact name -> text, a/b.txt into folder a) into an artifact repository."""
+    import posixpath
+
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in files.items():
             norm = posixpath.normpath(name)

@@ -27,6 +27,8 @@ A server without this app (plain `mlflow server`) is written through the REST ca
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import gzip
 import io
 import json
@@ -59,10 +61,17 @@ def _error(e: BaseException, status: int) -> Response:
     return _json({"error": " ".join(f"{type(e).__name__}: {e}".split())[:2000]}, status)
 
 
-def _store():
+def _run_id(value: str) -> bool:
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
+@functools.cache
+def _bulk() -> tuple[Any, str | None]:
+    """bulk_store of the server's own store, checked once a process (its schema revision does
+    not change under a running server)."""
     from mlflow.server.handlers import _get_tracking_store
 
-    return _get_tracking_store()
+    return bulk_store(_get_tracking_store())
 
 
 def bulk_store(store) -> tuple[Any, str | None]:
@@ -80,7 +89,7 @@ def bulk_store(store) -> tuple[Any, str | None]:
 
 
 def info() -> Response:
-    store, why = bulk_store(_store())
+    store, why = _bulk()
     return _json({"version": VERSION, "bulk": store is not None, **({"why": why} if why else {})})
 
 
@@ -100,7 +109,7 @@ def decode(payload: Any) -> tuple[str, list[dict[str, Any]]]:
         for key, kind in RECORD_KEYS.items():
             if not isinstance(rec.get(key), kind) or isinstance(rec.get(key), bool):
                 raise BadRequest(f"record {i}: {key} is not a {kind.__name__}")
-        if len(rec["run_id"]) != 32 or any(c not in "0123456789abcdef" for c in rec["run_id"]):
+        if not _run_id(rec["run_id"]):
             raise BadRequest(f"record {i}: run_id {rec['run_id'][:40]!r} is not 32 hex digits")
         for part in ("tags", "params", "files"):
             if not all(isinstance(k, str) and isinstance(v, str) for k, v in rec[part].items()):
@@ -144,7 +153,7 @@ def write() -> Response:
 
     from harness.tracking import sql
 
-    store, why = bulk_store(_store())
+    store, why = _bulk()
     if store is None:
         return _json({"error": why}, 501)
     try:
@@ -174,20 +183,20 @@ def children() -> Response:
     """GET: a sweep's active children as children.py reads them from an SQL store."""
     from harness.tracking import children as _children
 
-    store, why = bulk_store(_store())
+    store, why = _bulk()
     if store is None:
         return _json({"error": why}, 501)
     parent = request.args.get("parent", "")
-    if len(parent) != 32 or any(c not in "0123456789abcdef" for c in parent):
+    if not _run_id(parent):
         return _json({"error": f"parent {parent[:40]!r} is not a run id"}, 400)
-    return _json({"children": [list(c.__dict__.values()) for c in _children.sql_children(store, parent)]})
+    return _json({"children": [dataclasses.astuple(c) for c in _children.sql_children(store, parent)]})
 
 
 def final_metrics() -> Response:
     """POST: the latest value of every metric of these runs (NaN as NaN), in one SELECT a chunk."""
     from harness.tracking import children as _children
 
-    store, why = bulk_store(_store())
+    store, why = _bulk()
     if store is None:
         return _json({"error": why}, 501)
     try:

@@ -205,10 +205,11 @@ def _write_artifacts(artifact_location: str, records: list[dict[str, Any]]) -> N
     """Each record's files (artifact name -> text) into <artifact_location>/<run_id>/artifacts:
     written in place in a local folder, else through the location's artifact repository."""
     import posixpath
-    import tempfile
 
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
     from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    from harness.tracking.client import log_texts
 
     for rec in records:
         uri = f"{artifact_location.rstrip('/')}/{rec['run_id']}/artifacts"
@@ -220,13 +221,7 @@ def _write_artifacts(artifact_location: str, records: list[dict[str, Any]]) -> N
                 with open(path, "w", encoding="utf-8") as f:
                     f.write(text)
             continue
-        with tempfile.TemporaryDirectory() as tmp:
-            for name, text in rec["files"].items():
-                norm = posixpath.normpath(name)
-                local = os.path.join(tmp, posixpath.basename(norm))
-                with open(local, "w", encoding="utf-8") as f:
-                    f.write(text)
-                repo.log_artifact(local, posixpath.dirname(norm) or None)
+        log_texts(repo, rec["files"])
 
 
 def _bulk(session, raw, model, columns: tuple[str, ...], rows: list[tuple]) -> None:

@@ -22,16 +22,23 @@ def _study(config, specs) -> Dict[str, Any]:
     return own
 
 
-def _ui_command(uri: str) -> str:
-    """The command that opens this store in the MLflow UI: the mlflow installed beside this
-    Python (a virtualenv need not be activated, nor another mlflow first on PATH), on loopback,
-    with MLflow's usage telemetry off (lossbench sends nothing unless asked)."""
-    if not uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
-        return f"open {uri}"   # a tracking server serves its own UI
+def _ui_lines(uri: str, experiment_id: str, experiment: str) -> list[str]:
+    """Where to look at the sweep's runs: a tracking server's own page of the experiment, or the
+    command that opens this store in the MLflow UI (the mlflow installed beside this Python, so
+    a virtualenv need not be activated, nor another mlflow first on PATH; on loopback, with
+    MLflow's usage telemetry off: lossbench sends nothing unless asked) and that page. MLflow 3's
+    UI picks its GenAI or model-training view from the URL parameter (else a browser-wide
+    setting that starts at GenAI), whatever the experiment's kind tag says."""
+    server = uri.startswith(("http://", "https://"))
+    page = (f"{uri.rstrip('/') if server else 'http://127.0.0.1:5000'}/#/experiments/{experiment_id}"
+            f"?workflowType=machine_learning (the runs of {experiment!r})")
+    if server:
+        return [f"runs and curves: open {page}"]
     beside = os.path.join(os.path.dirname(sys.executable), "mlflow")
     rel = os.path.relpath(beside)
     exe = (beside if rel.startswith("..") else rel) if os.path.exists(beside) else "mlflow"
-    return f"MLFLOW_DISABLE_TELEMETRY=true {exe} ui --host 127.0.0.1 --port 5000 --backend-store-uri {uri}"
+    return [f"runs and curves: MLFLOW_DISABLE_TELEMETRY=true {exe} ui --host 127.0.0.1 --port 5000 --backend-store-uri {uri}",
+            f"  then open {page}"]
 
 
 def _choices(config) -> Dict[str, str]:

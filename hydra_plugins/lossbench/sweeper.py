@@ -37,7 +37,7 @@ from omegaconf import OmegaConf
 
 from harness import resume as _resume
 from hydra_plugins.lossbench import tally as _ending
-from hydra_plugins.lossbench.sweep_info import _choices, _launcher_name, _study, _ui_command, _write_timing  # noqa: F401
+from hydra_plugins.lossbench.sweep_info import _choices, _launcher_name, _study, _ui_lines, _write_timing  # noqa: F401
 from hydra_plugins.lossbench.tally import counts as _counts, steps_run as _steps_run, values as _values
 
 log = logging.getLogger(__name__)
@@ -367,13 +367,5 @@ class LossbenchSweeper(BasicSweeper):
             command = f"python -m harness.report tracking.uri={uri} tracking.experiment={experiment} sweep={ctx.sweep_id}"
             ctx.tracker.describe(ctx.parent, f"Sweep `{ctx.sweep_id}`: {n_runs} runs. Its report: `{command}`")
             print(f"report: {command}", file=sys.stderr)
-        # MLflow 3's UI picks its GenAI or model-training view from this URL parameter (else a
-        # browser-wide setting that starts at GenAI), whatever the experiment's kind tag says
-        server = uri.startswith(("http://", "https://"))
-        page = (f"{uri.rstrip('/') if server else 'http://127.0.0.1:5000'}/#/experiments/{ctx.tracker.experiment_id}"
-                f"?workflowType=machine_learning (the runs of {experiment!r})")
-        if server:   # the server is the UI
-            print(f"runs and curves: open {page}", file=sys.stderr)
-        else:
-            print(f"runs and curves: {_ui_command(uri)}", file=sys.stderr)
-            print(f"  then open {page}", file=sys.stderr)
+        for line in _ui_lines(uri, ctx.tracker.experiment_id, experiment):
+            print(line, file=sys.stderr)
